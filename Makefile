@@ -1,0 +1,44 @@
+# EMP top-level entry points. `make demo` and `make test` do all set-up on a fresh
+# Debian 12 machine (run as root to let them install missing packages).
+PRESET      ?= release
+BUILD_DIR   := build/$(PRESET)
+JOBS        ?= $(shell nproc)
+DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev \
+                libgtest-dev libgmock-dev libbenchmark-dev python3
+
+.PHONY: all deps configure build test test-unit test-integration test-asan test-tsan demo bench clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh $(DEB_PACKAGES)
+
+configure: deps
+	@cmake --preset $(PRESET) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j 2 -LE 'rdma|vm|heavy' --timeout 600
+
+test-unit: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -L unit
+
+test-integration: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -L integration
+
+test-asan:
+	@$(MAKE) --no-print-directory test PRESET=asan-ubsan
+
+test-tsan:
+	@$(MAKE) --no-print-directory test PRESET=tsan
+
+demo: build
+	@scripts/demo.sh $(BUILD_DIR)
+
+clean:
+	rm -rf build
+
+format:
+	@find src include tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i

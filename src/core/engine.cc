@@ -1,0 +1,178 @@
+#include "core/engine.h"
+
+#include <sys/mman.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "common/log.h"
+#include "common/size_parse.h"
+#include "os/raw_syscalls.h"
+
+namespace emp::core {
+namespace {
+
+constexpr size_t kPage = 4096;
+
+void default_fatal(const char* message) {
+  EMP_ERROR("engine", "fatal: %s", message);
+  std::abort();
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> Engine::create(EngineConfig config) {
+  config.options.validate();
+  if (!config.pool) throw std::invalid_argument("EMP needs a second tier (a file, device or donor in the memory path)");
+  uint64_t block = config.options.block_size;
+  uint64_t minimum = 4 * block;
+  if (config.budget_bytes < minimum)
+    throw std::invalid_argument("local DRAM budget " + format_size(config.budget_bytes) + " is below the minimum of " +
+                                format_size(minimum) + " (4 blocks of " + format_size(block) + ")");
+  os::Userfaultfd uffd = os::Userfaultfd::open(config.uffd);
+  if (!uffd.write_protect_enabled())
+    throw std::system_error(ENOTSUP, std::generic_category(),
+                            "this kernel lacks userfaultfd write-protect for anonymous memory (Linux >= 5.7 needed): "
+                            "EMP cannot track dirty blocks safely");
+  if (!config.fatal) config.fatal = default_fatal;
+  std::unique_ptr<Engine> engine(new Engine(std::move(config), std::move(uffd)));
+  engine->evictor_.start();
+  engine->faults_.start(engine->options_.fault_threads);
+  EMP_INFO("engine", "%s", engine->describe().c_str());
+  return engine;
+}
+
+Engine::Engine(EngineConfig config, os::Userfaultfd uffd)
+    : options_(config.options),
+      uffd_(std::move(uffd)),
+      pool_(std::move(config.pool)),
+      budget_(config.budget_bytes, uint64_t{config.options.fault_threads} * config.options.block_size),
+      clock_(regions_),
+      pager_(uffd_, *pool_, budget_, counters_, options_),
+      evictor_(clock_, pager_, budget_, counters_, *pool_, options_.block_size),
+      faults_(uffd_, regions_, pager_, evictor_, clock_, budget_, counters_, *pool_, options_.block_size,
+              std::move(config.fatal)) {}
+
+Engine::~Engine() {
+  evictor_.stop();
+  faults_.stop();
+  for (const auto& region : *regions_.snapshot()) (void)release(reinterpret_cast<void*>(region->base()));
+}
+
+Result<void*> Engine::map(size_t length) noexcept {
+  if (length == 0) return Status::error(EINVAL, "map of zero bytes");
+  length = (length + kPage - 1) & ~(kPage - 1);
+  auto mapping = os::Mapping::anonymous(length, options_.block_size);
+  if (!mapping) return mapping.status();
+  uintptr_t base = mapping->address();
+  Status status = add_region(base, length, /*owns_memory=*/true);
+  if (!status) return status;
+  mapping->release();  // the region owns it now
+  return reinterpret_cast<void*>(base);
+}
+
+Status Engine::adopt(void* address, size_t length) noexcept {
+  uintptr_t base = reinterpret_cast<uintptr_t>(address);
+  if (base % kPage || length == 0 || length % kPage) return Status::error(EINVAL, "adopt: range not page aligned");
+  return add_region(base, length, /*owns_memory=*/false);
+}
+
+Status Engine::add_region(uintptr_t base, size_t length, bool owns_memory) noexcept {
+  std::shared_ptr<Region> region;
+  try {
+    region = std::make_shared<Region>(base, length, options_.block_size, options_.subblock_size, owns_memory);
+  } catch (const std::exception&) {
+    return Status::error(ENOMEM, "block table");
+  }
+  // Until the region is in the table the caller still owns the memory.
+  auto fail = [&](Status status, bool reserved, bool registered) {
+    region->disown();
+    if (registered) (void)uffd_.unregister_range(reinterpret_cast<void*>(base), length);
+    if (reserved) pool_->unreserve(region->pool_bytes());
+    return status;
+  };
+  Status status = pool_->reserve(region->pool_bytes());
+  if (!status) return fail(status, false, false);
+  os::raw_madvise(reinterpret_cast<void*>(base), length, MADV_NOHUGEPAGE);
+  status = uffd_.register_range(reinterpret_cast<void*>(base), length);
+  if (!status) return fail(status, true, false);
+  try {
+    regions_.insert(region);
+  } catch (const std::exception&) {
+    return fail(Status::error(EEXIST, "range overlaps an EMP-managed region"), true, true);
+  }
+  return Status::ok();
+}
+
+Status Engine::release(void* address) noexcept {
+  std::shared_ptr<Region> region = regions_.remove(reinterpret_cast<uintptr_t>(address));
+  if (!region) return Status::error(EINVAL, "release: not the start of an EMP-managed region");
+  region->retire();
+  for (size_t i = 0; i < region->block_count(); ++i) {
+    BlockMeta& block = region->block(i);
+    uint32_t word;
+    while (!block.try_acquire(&word)) block.wait_not_busy();
+    if (BlockMeta::state_of(word) == BlockState::kResident) budget_.uncharge(region->block_range(i).length);
+    if (block.slot.valid()) pool_->release(block.slot, region->slot_bytes(i));
+    block.slot = tier::Slot{};
+    block.release(0);
+  }
+  (void)uffd_.unregister_range(reinterpret_cast<void*>(region->base()), region->length());
+  pool_->unreserve(region->pool_bytes());
+  if (!region->owns_memory())
+    os::raw_madvise(reinterpret_cast<void*>(region->base()), region->length(), MADV_DONTNEED);
+  return Status::ok();
+}
+
+void Engine::set_budget(uint64_t bytes) noexcept {
+  uint64_t minimum = 4 * options_.block_size;
+  budget_.set_budget(bytes < minimum ? minimum : bytes);
+  evictor_.kick();
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s;
+  s.faults_zero = counters_.faults_zero.load();
+  s.faults_fetch = counters_.faults_fetch.load();
+  s.faults_write_protect = counters_.faults_write_protect.load();
+  s.faults_local = counters_.faults_local.load();
+  s.evictions_clean = counters_.evictions_clean.load();
+  s.evictions_dirty = counters_.evictions_dirty.load();
+  s.evictions_direct = counters_.evictions_direct.load();
+  s.io_errors = counters_.io_errors.load();
+  s.resident_bytes = budget_.resident();
+  s.budget_bytes = budget_.budget();
+  s.peak_resident_bytes = budget_.peak();
+  s.fault_latency = counters_.fault_latency.snapshot();
+  s.fetch_latency = counters_.fetch_latency.snapshot();
+  auto regions = regions_.snapshot();
+  s.regions = regions->size();
+  for (const auto& region : *regions) {
+    s.managed_bytes += region->length();
+    s.metadata_bytes += region->metadata_bytes();
+  }
+  s.pool_capacity = pool_->capacity();
+  s.pool_reserved = pool_->reserved();
+  for (size_t i = 0; i < pool_->tier_count(); ++i) {
+    const tier::Tier& t = pool_->tier(i);
+    TierStats ts{t.name(), tier::to_string(t.health()), t.capacity(), t.counters()};
+    s.bytes_read += ts.counters.bytes_read;
+    s.bytes_written += ts.counters.bytes_written;
+    s.tiers.push_back(std::move(ts));
+  }
+  return s;
+}
+
+std::string Engine::describe() const {
+  char text[512];
+  std::snprintf(text, sizeof text,
+                "userfaultfd via %s (kernel features: %s); block %s, subblock %s, CSF %s, %u fault threads; "
+                "local DRAM %s; second tier %s in %zu element(s)",
+                uffd_.open_method(), uffd_.features().describe().c_str(), format_size(options_.block_size).c_str(),
+                format_size(options_.subblock_size).c_str(), options_.csf ? "on" : "off", options_.fault_threads,
+                format_size(budget_.budget()).c_str(), format_size(pool_->capacity()).c_str(), pool_->tier_count());
+  return text;
+}
+
+}  // namespace emp::core

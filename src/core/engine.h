@@ -1,0 +1,80 @@
+// Engine: the composition root of the pager. Built from Options, a DRAM budget and a
+// second-tier Pool, it owns the userfaultfd, the region table, the frame budget, the
+// CLOCK policy, the pager, the fault-handler threads and the evictor.
+//
+// Its API is what tests, emp-bench, libemp.so and emp-qemu use: map()/adopt() put memory
+// under EMP, release() takes it back, set_budget() changes local DRAM at run time,
+// stats() reads every counter. create() throws (setup zone); the rest is noexcept and
+// thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/options.h"
+#include "core/clock_policy.h"
+#include "core/evictor.h"
+#include "core/fault_handler.h"
+#include "core/frame_budget.h"
+#include "core/pager.h"
+#include "core/region_table.h"
+#include "core/stats.h"
+#include "os/userfaultfd.h"
+#include "tier/pool.h"
+
+namespace emp::core {
+
+struct EngineConfig {
+  Options options;
+  uint64_t budget_bytes = 0;  // local DRAM for managed memory
+  std::unique_ptr<tier::Pool> pool;
+  os::UffdOpenOptions uffd;
+  FatalHandler fatal;  // default: log the message and abort()
+};
+
+class Engine {
+ public:
+  // Throws std::invalid_argument (bad configuration) or std::system_error (the OS
+  // refused: userfaultfd permission, memory).
+  static std::unique_ptr<Engine> create(EngineConfig config);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // New EMP-managed anonymous memory (zero-filled on first touch). ENOMEM when the
+  // second-tier pool cannot hold it.
+  Result<void*> map(size_t length) noexcept;
+  // Puts an existing, never-touched anonymous private mapping under EMP.
+  Status adopt(void* address, size_t length) noexcept;
+  // Takes the region starting at `address` back from EMP (unmapping it if map() made it).
+  Status release(void* address) noexcept;
+
+  void set_budget(uint64_t bytes) noexcept;
+  uint64_t budget() const noexcept { return budget_.budget(); }
+  uint64_t resident() const noexcept { return budget_.resident(); }
+  // Bytes the budget may be exceeded by (documented slack).
+  uint64_t slack() const noexcept { return budget_.slack(); }
+  EngineStats stats() const;
+  const Options& options() const noexcept { return options_; }
+  const os::Userfaultfd& userfaultfd() const noexcept { return uffd_; }
+  tier::Pool& pool() noexcept { return *pool_; }
+  // One line for start-up logs: features in use, block sizes, budget, pool.
+  std::string describe() const;
+
+ private:
+  Engine(EngineConfig config, os::Userfaultfd uffd);
+  Status add_region(uintptr_t base, size_t length, bool owns_memory) noexcept;
+
+  Options options_;
+  os::Userfaultfd uffd_;
+  std::unique_ptr<tier::Pool> pool_;
+  EngineCounters counters_;
+  FrameBudget budget_;
+  RegionTable regions_;
+  ClockPolicy clock_;
+  Pager pager_;
+  Evictor evictor_;
+  FaultHandler faults_;
+};
+
+}  // namespace emp::core

@@ -1,0 +1,194 @@
+#include "core/fault_handler.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <system_error>
+
+#include "common/log.h"
+
+namespace emp::core {
+namespace {
+
+uint64_t now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+FaultHandler::FaultHandler(os::Userfaultfd& uffd, RegionTable& regions, Pager& pager, Evictor& evictor,
+                           ClockPolicy& clock, FrameBudget& budget, EngineCounters& counters, tier::Pool& pool,
+                           uint64_t block_size, FatalHandler fatal)
+    : uffd_(uffd),
+      regions_(regions),
+      pager_(pager),
+      evictor_(evictor),
+      clock_(clock),
+      budget_(budget),
+      counters_(counters),
+      pool_(pool),
+      block_size_(block_size),
+      fatal_(std::move(fatal)) {}
+
+FaultHandler::~FaultHandler() { stop(); }
+
+void FaultHandler::start(unsigned threads) {
+  stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop_fd_.valid()) throw std::system_error(errno, std::generic_category(), "eventfd");
+  scratches_.clear();
+  scratches_.reserve(threads);
+  for (unsigned i = 0; i < threads; ++i) {
+    auto scratch = Scratch::create(pool_, std::max<uint64_t>(block_size_, 64 << 10));
+    throw_if_error(scratch.status());
+    scratches_.push_back(std::move(*scratch));
+  }
+  for (unsigned i = 0; i < threads; ++i) {
+    threads_.emplace_back([this, i] {
+      char name[16];
+      std::snprintf(name, sizeof name, "emp-fault-%u", i);
+      pthread_setname_np(pthread_self(), name);
+      run(i, &scratches_[i]);
+    });
+  }
+}
+
+void FaultHandler::stop() noexcept {
+  if (threads_.empty()) return;
+  uint64_t one = 1;
+  ssize_t ignored = ::write(stop_fd_.get(), &one, sizeof one);
+  (void)ignored;
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+}
+
+void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
+  constexpr size_t kBatch = 16;
+  uffd_msg messages[kBatch];
+  pollfd fds[2] = {{uffd_.fd(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+  for (;;) {
+    ssize_t n = ::read(uffd_.fd(), messages, sizeof messages);
+    if (n <= 0) {
+      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        EMP_ERROR("fault", "reading userfaultfd: %s", std::strerror(errno));
+        return;
+      }
+      int ready = ::poll(fds, 2, -1);
+      if (ready < 0 && errno != EINTR) return;
+      if (fds[1].revents & POLLIN) return;
+      continue;
+    }
+    uint64_t start = now_ns();
+    size_t count = static_cast<size_t>(n) / sizeof(uffd_msg);
+    for (size_t i = 0; i < count; ++i) handle(messages[i], *scratch, start);
+  }
+}
+
+void FaultHandler::handle(const uffd_msg& message, Scratch& scratch, uint64_t start_ns) noexcept {
+  if (message.event != UFFD_EVENT_PAGEFAULT) return;  // no other events are enabled
+  uintptr_t address = message.arg.pagefault.address;
+  std::shared_ptr<Region> region = regions_.find(address);
+  if (!region) {
+    (void)pager_.wake(address);  // released meanwhile: let the thread retry
+    return;
+  }
+  if (message.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+    on_write_protect(*region, address);
+    return;
+  }
+  uint64_t fetches_before = counters_.faults_fetch.load(std::memory_order_relaxed);
+  on_missing(*region, address, message.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, scratch);
+  uint64_t elapsed = now_ns() - start_ns;
+  counters_.fault_latency.record(elapsed);
+  if (counters_.faults_fetch.load(std::memory_order_relaxed) != fetches_before) counters_.fetch_latency.record(elapsed);
+}
+
+void FaultHandler::charge(uint64_t bytes, Scratch& scratch) noexcept {
+  if (budget_.try_charge(bytes)) {
+    evictor_.kick();
+    return;
+  }
+  evictor_.kick();
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    evictor_.evict_direct(bytes, scratch);
+    if (budget_.try_charge(bytes)) return;
+  }
+  // Every resident block is busy: allow the documented slack, then wait for room.
+  for (int attempt = 0;; ++attempt) {
+    if (budget_.try_charge_with_slack(bytes)) return;
+    if (attempt == 10000) {
+      EMP_WARN("fault", "DRAM budget exhausted and nothing evictable for 1 s; exceeding the budget");
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    evictor_.evict_direct(bytes, scratch);
+  }
+  budget_.force_charge(bytes);
+}
+
+void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch) noexcept {
+  size_t index = region.block_index(address);
+  BlockMeta& block = region.block(index);
+  for (;;) {
+    uint32_t word;
+    if (!block.try_acquire(&word)) {
+      block.wait_not_busy();
+      continue;
+    }
+    if (region.retired() || BlockMeta::state_of(word) == BlockState::kResident) {
+      block.release(word);
+      (void)pager_.wake(address);
+      counters_.faults_local.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    uint64_t length = region.block_range(index).length;
+    charge(length, scratch);
+    for (int attempt = 0;; ++attempt) {
+      if (pager_.fill(region, index, word, address, is_write, clock_.epoch(), scratch)) return;
+      if (attempt == 3) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10 << attempt));
+    }
+    budget_.uncharge(length);
+    block.release(word);
+    char message[160];
+    std::snprintf(message, sizeof message,
+                  "cannot read back memory at %#lx from the second tier (%s); its data is unavailable", address,
+                  block.slot.valid() ? pool_.tier(block.slot.tier()).name().c_str() : "no tier");
+    fatal_(message);
+    return;
+  }
+}
+
+void FaultHandler::on_write_protect(Region& region, uintptr_t address) noexcept {
+  size_t index = region.block_index(address);
+  BlockMeta& block = region.block(index);
+  for (;;) {
+    uint32_t word;
+    if (!block.try_acquire(&word)) {
+      block.wait_not_busy();
+      continue;
+    }
+    if (!region.retired() && BlockMeta::state_of(word) == BlockState::kResident) {
+      if (!(word & BlockMeta::kDirty)) {
+        pager_.make_dirty(region, index, word);  // releases the block
+        return;
+      }
+      // Already dirty: a stale message, or a page left protected; make sure it is writable.
+      BlockRange range = region.block_range(index);
+      (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
+      block.release(word);
+      return;
+    }
+    block.release(word);
+    (void)pager_.wake(address);  // evicted meanwhile: the thread takes a missing fault next
+    return;
+  }
+}
+
+}  // namespace emp::core

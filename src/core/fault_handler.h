@@ -1,0 +1,54 @@
+// FaultHandler: N threads (`emp-fault-<i>`) that read batches of userfaultfd messages
+// and resolve them: missing faults fill the block (charging the DRAM budget first,
+// evicting directly only when the evictor cannot keep up), write-protect faults mark the
+// block dirty. No global lock: each fault takes only its block's busy bit. Threads sleep
+// in poll() and are stopped through an eventfd. Start/stop from the owning engine.
+#pragma once
+
+#include <linux/userfaultfd.h>
+
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "core/evictor.h"
+#include "core/pager.h"
+#include "core/region_table.h"
+
+namespace emp::core {
+
+// Called when a fault cannot be served (second tier unreadable): must not return.
+using FatalHandler = std::function<void(const char* message)>;
+
+class FaultHandler {
+ public:
+  FaultHandler(os::Userfaultfd& uffd, RegionTable& regions, Pager& pager, Evictor& evictor, ClockPolicy& clock,
+               FrameBudget& budget, EngineCounters& counters, tier::Pool& pool, uint64_t block_size, FatalHandler fatal);
+  ~FaultHandler();
+  void start(unsigned threads);  // throws
+  void stop() noexcept;
+
+ private:
+  void run(unsigned index, Scratch* scratch) noexcept;
+  void handle(const uffd_msg& message, Scratch& scratch, uint64_t start_ns) noexcept;
+  void on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch) noexcept;
+  void on_write_protect(Region& region, uintptr_t address) noexcept;
+  void charge(uint64_t bytes, Scratch& scratch) noexcept;
+
+  os::Userfaultfd& uffd_;
+  RegionTable& regions_;
+  Pager& pager_;
+  Evictor& evictor_;
+  ClockPolicy& clock_;
+  FrameBudget& budget_;
+  EngineCounters& counters_;
+  tier::Pool& pool_;
+  uint64_t block_size_;
+  FatalHandler fatal_;
+  UniqueFd stop_fd_;
+  std::vector<Scratch> scratches_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace emp::core

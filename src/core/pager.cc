@@ -1,0 +1,239 @@
+#include "core/pager.h"
+
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include "common/log.h"
+#include "os/raw_syscalls.h"
+
+namespace emp::core {
+namespace {
+constexpr size_t kPage = 4096;
+}  // namespace
+
+Result<Scratch> Scratch::create(tier::Pool& pool, size_t bytes) noexcept {
+  auto staging = os::Mapping::anonymous(bytes, kPage, /*populate=*/true);
+  if (!staging) return staging.status();
+  Status status = pool.register_buffer(staging->data(), staging->size());
+  if (!status) return status;
+  Scratch scratch;
+  scratch.staging = std::move(*staging);
+  return scratch;
+}
+
+Pager::Pager(os::Userfaultfd& uffd, tier::Pool& pool, FrameBudget& budget, EngineCounters& counters,
+             const Options& options)
+    : uffd_(uffd), pool_(pool), budget_(budget), counters_(counters), csf_(options.csf) {
+  auto zeros = os::Mapping::anonymous(kMaxBlockSize);
+  throw_if_error(zeros.status());
+  zeros_ = std::move(*zeros);
+}
+
+Status Pager::wake(uintptr_t address) noexcept {
+  return uffd_.wake(reinterpret_cast<void*>(address & ~(kPage - 1)), kPage);
+}
+
+bool Pager::install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect) noexcept {
+  size_t done = 0;
+  while (done < length) {
+    Status error;
+    size_t copied = 0;
+    auto outcome = uffd_.copy(reinterpret_cast<void*>(destination + done), source + done, length - done, write_protect,
+                              /*wake=*/true, &error, &copied);
+    if (outcome == os::CopyOutcome::kDone) return true;
+    done += copied;
+    if (outcome == os::CopyOutcome::kExists) {
+      // Someone mapped this page (e.g. a kernel CoW): keep theirs, go on after it.
+      (void)uffd_.wake(reinterpret_cast<void*>(destination + done), kPage);
+      done += kPage;
+      continue;
+    }
+    if (!error) continue;  // EAGAIN: the address space changed under us; retry the rest
+    EMP_ERROR("pager", "%s at %#lx (+%zu bytes)", error.to_string().c_str(), destination + done, length - done);
+    return false;
+  }
+  return true;
+}
+
+bool Pager::read_subblocks(Region& region, size_t index, size_t first, size_t last, std::byte* staging,
+                           Scratch& scratch) noexcept {
+  BlockRange range = region.block_range(index);
+  uint64_t sub = region.subblock_size();
+  size_t count = 0;
+  for (size_t i = first; i < last && count < Scratch::kMaxSpans; ++i) {
+    uint64_t offset = i * sub;
+    uint64_t length = std::min<uint64_t>(sub, range.length - offset);
+    scratch.spans[count++] = tier::IoSpan{offset, staging + offset, length};
+  }
+  Status status = pool_.read_batch(region.block(index).slot, {scratch.spans, count});
+  if (!status) {
+    counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+    EMP_ERROR("pager", "reading block at %#lx from %s: %s", range.start,
+              pool_.tier(region.block(index).slot.tier()).name().c_str(), status.to_string().c_str());
+  }
+  return status.is_ok();
+}
+
+bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_address, bool is_write, uint32_t epoch,
+                 Scratch& scratch) noexcept {
+  BlockMeta& block = region.block(index);
+  BlockRange range = region.block_range(index);
+  const bool protect = !is_write;
+  uint32_t freq = BlockMeta::freq_of(word);
+  uint32_t next = (word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask | BlockMeta::kFreqMask)) |
+                  static_cast<uint32_t>(BlockState::kResident) | (is_write ? BlockMeta::kDirty : 0);
+  if (BlockMeta::state_of(word) == BlockState::kEmpty) {
+    if (!install(range.start, zeros_.data(), range.length, protect)) return false;
+    counters_.faults_zero.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    std::byte* staging = scratch.staging.data();
+    uint64_t sub = region.subblock_size();
+    size_t subblocks = (range.length + sub - 1) / sub;
+    if (csf_ && subblocks > 1) {
+      size_t critical = (fault_address - range.start) / sub;
+      uint64_t offset = critical * sub;
+      uint64_t length = std::min<uint64_t>(sub, range.length - offset);
+      if (!read_subblocks(region, index, critical, critical + 1, staging, scratch)) return false;
+      if (!install(range.start + offset, staging + offset, length, protect)) return false;
+      // The faulting thread runs again; the rest of the block follows.
+      bool ok = read_subblocks(region, index, 0, critical, staging, scratch) &&
+                read_subblocks(region, index, critical + 1, subblocks, staging, scratch) &&
+                (offset == 0 || install(range.start, staging, offset, protect)) &&
+                (offset + length == range.length ||
+                 install(range.start + offset + length, staging + offset + length, range.length - offset - length, protect));
+      if (!ok) {
+        // The critical subblock is already mapped: drop it again so nothing stale stays.
+        drop(range);
+        return false;
+      }
+    } else {
+      if (!read_subblocks(region, index, 0, subblocks, staging, scratch)) return false;
+      if (!install(range.start, staging, range.length, protect)) return false;
+    }
+    counters_.faults_fetch.fetch_add(1, std::memory_order_relaxed);
+    // A refault within one sweep of the eviction: the block is hot.
+    if (epoch - block.evicted_epoch <= 1) {
+      if (freq < 3) ++freq;
+    } else if (freq > 0) {
+      --freq;
+    }
+  }
+  next |= (freq << BlockMeta::kFreqShift) | (freq << BlockMeta::kHeatShift);
+  block.release(next);
+  return true;
+}
+
+void Pager::make_dirty(Region& region, size_t index, uint32_t word) noexcept {
+  BlockMeta& block = region.block(index);
+  BlockRange range = region.block_range(index);
+  Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
+  if (!status) EMP_ERROR("pager", "%s at %#lx", status.to_string().c_str(), range.start);
+  uint32_t heat = BlockMeta::heat_of(word);
+  uint32_t next = word | BlockMeta::kDirty;
+  if (heat < BlockMeta::kMaxHeat) next += 1u << BlockMeta::kHeatShift;
+  counters_.faults_write_protect.fetch_add(1, std::memory_order_relaxed);
+  block.release(next);
+}
+
+void Pager::drop(const BlockRange& range) noexcept {
+  if (os::raw_madvise(range.pointer(), range.length, MADV_DONTNEED) != 0)
+    EMP_ERROR("pager", "madvise(DONTNEED) at %#lx: %s", range.start, std::strerror(errno));
+}
+
+uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch) noexcept {
+  // Freeze each dirty block (write-protect), copy it to staging, then write the batch.
+  std::byte* staging = scratch.staging.data();
+  size_t capacity = scratch.staging.size(), used = 0, first = 0;
+  uint64_t bytes = 0;
+  auto flush = [&](size_t end) {
+    for (size_t i = first; i < end; ++i) {
+      if (!written[i]) continue;
+      Victim& v = victims[i];
+      BlockMeta& block = v.region->block(v.index);
+      BlockRange range = v.region->block_range(v.index);
+      uint64_t slot_bytes = v.region->slot_bytes(v.index);
+      if (!block.slot.valid()) {
+        auto slot = pool_.allocate(slot_bytes);
+        if (!slot) {
+          EMP_ERROR("pager", "no second-tier space for block at %#lx: %s", range.start, slot.status().to_string().c_str());
+          written[i] = false;
+          continue;
+        }
+        block.slot = *slot;
+      }
+      // Staging offsets were assigned in order; find this block's copy.
+      Status status = pool_.write(block.slot, staging + scratch.spans[i - first].offset, range.length);
+      if (!status) {
+        counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+        EMP_ERROR("pager", "writing block at %#lx to %s: %s", range.start, pool_.tier(block.slot.tier()).name().c_str(),
+                  status.to_string().c_str());
+        written[i] = false;
+        continue;
+      }
+      bytes += range.length;
+    }
+    first = end;
+    used = 0;
+  };
+  for (size_t i = 0; i < victims.size(); ++i) {
+    if (!written[i]) continue;
+    Victim& v = victims[i];
+    BlockRange range = v.region->block_range(v.index);
+    if (used + range.length > capacity || i - first >= Scratch::kMaxSpans) flush(i);
+    Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/true, /*wake=*/false);
+    if (!status) {
+      EMP_ERROR("pager", "%s at %#lx", status.to_string().c_str(), range.start);
+      written[i] = false;
+      continue;
+    }
+    std::memcpy(staging + used, range.pointer(), range.length);
+    scratch.spans[i - first].offset = used;
+    used += range.length;
+  }
+  flush(victims.size());
+  return bytes;
+}
+
+uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratch) noexcept {
+  constexpr size_t kMaxBatch = 256;
+  bool dirty[kMaxBatch];
+  if (victims.size() > kMaxBatch) victims = victims.first(kMaxBatch);
+  bool any_dirty = false;
+  for (size_t i = 0; i < victims.size(); ++i) {
+    dirty[i] = victims[i].word & BlockMeta::kDirty;
+    any_dirty |= dirty[i];
+  }
+  bool written[kMaxBatch];
+  std::memcpy(written, dirty, victims.size());
+  if (any_dirty) write_back(victims, {written, victims.size()}, scratch);
+
+  uint64_t evicted = 0;
+  for (size_t i = 0; i < victims.size(); ++i) {
+    Victim& v = victims[i];
+    BlockMeta& block = v.region->block(v.index);
+    BlockRange range = v.region->block_range(v.index);
+    if (dirty[i] && !written[i]) {
+      // Write-back failed: keep the block resident and writable.
+      (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
+      block.release(v.word);
+      continue;
+    }
+    drop(range);
+    uint32_t next = v.word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask);
+    if (dirty[i]) {
+      next |= BlockMeta::kHasCopy;
+      counters_.evictions_dirty.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      counters_.evictions_clean.fetch_add(1, std::memory_order_relaxed);
+    }
+    next |= static_cast<uint32_t>((next & BlockMeta::kHasCopy) ? BlockState::kEvicted : BlockState::kEmpty);
+    block.evicted_epoch = epoch;
+    budget_.uncharge(range.length);
+    evicted += range.length;
+    block.release(next);
+  }
+  return evicted;
+}
+
+}  // namespace emp::core

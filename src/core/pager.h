@@ -1,0 +1,61 @@
+// Pager: the block transitions of the fault and eviction paths — fill a block (zeros or
+// second-tier data, critical subblock first), resolve a write-protect fault (the block
+// becomes dirty), and evict a batch of blocks (drop clean ones, write back dirty ones
+// under write-protect so a racing write is never lost).
+//
+// Every method is noexcept and allocation-free; the caller holds the block's busy bit
+// (fills, evictions) and passes a Scratch, its thread's registered staging memory.
+// Thread-safe: different threads work on different blocks.
+#pragma once
+
+#include <span>
+
+#include "common/options.h"
+#include "core/clock_policy.h"
+#include "core/frame_budget.h"
+#include "core/region.h"
+#include "core/stats.h"
+#include "os/mapping.h"
+#include "os/userfaultfd.h"
+#include "tier/pool.h"
+
+namespace emp::core {
+
+// Per-thread staging memory for tier I/O, registered with every tier.
+struct Scratch {
+  static Result<Scratch> create(tier::Pool& pool, size_t bytes) noexcept;
+  os::Mapping staging;
+  static constexpr size_t kMaxSpans = 512;
+  tier::IoSpan spans[kMaxSpans];
+};
+
+class Pager {
+ public:
+  Pager(os::Userfaultfd& uffd, tier::Pool& pool, FrameBudget& budget, EngineCounters& counters, const Options& options);
+
+  // Fills a non-resident block the caller holds busy (`word` as seen when taken) and
+  // publishes it resident. Returns false (block left as it was) on a tier error.
+  bool fill(Region& region, size_t index, uint32_t word, uintptr_t fault_address, bool is_write, uint32_t epoch,
+            Scratch& scratch) noexcept;
+  // Write fault on a resident clean block the caller holds busy: mark dirty, unprotect.
+  void make_dirty(Region& region, size_t index, uint32_t word) noexcept;
+  // Evicts victims (busy held); releases every victim. Returns the bytes evicted.
+  uint64_t evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratch) noexcept;
+
+  Status wake(uintptr_t address) noexcept;
+
+ private:
+  bool install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect) noexcept;
+  bool read_subblocks(Region& region, size_t index, size_t first, size_t last, std::byte* staging, Scratch& scratch) noexcept;
+  uint64_t write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch) noexcept;
+  void drop(const BlockRange& range) noexcept;
+
+  os::Userfaultfd& uffd_;
+  tier::Pool& pool_;
+  FrameBudget& budget_;
+  EngineCounters& counters_;
+  bool csf_;
+  os::Mapping zeros_;  // never written: reads as zeros, source of first-touch fills
+};
+
+}  // namespace emp::core

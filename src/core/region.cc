@@ -1,0 +1,45 @@
+#include "core/region.h"
+
+#include <new>
+
+#include "os/raw_syscalls.h"
+#include "tier/buddy_allocator.h"
+
+namespace emp::core {
+
+Region::Region(uintptr_t base, size_t length, uint64_t block_size, uint64_t subblock_size, bool owns_memory)
+    : base_(base),
+      length_(length),
+      block_size_(block_size),
+      subblock_size_(subblock_size),
+      first_block_start_(base & ~(block_size - 1)),
+      block_count_((base + length - first_block_start_ + block_size - 1) / block_size),
+      owns_memory_(owns_memory) {
+  auto table = os::Mapping::anonymous(block_count_ * sizeof(BlockMeta));
+  throw_if_error(table.status());
+  table_ = std::move(*table);
+  blocks_ = new (table_.data()) BlockMeta[block_count_];
+}
+
+Region::~Region() {
+  if (owns_memory_) os::raw_munmap(reinterpret_cast<void*>(base_), length_);
+}
+
+BlockRange Region::block_range(size_t index) const noexcept {
+  uintptr_t start = first_block_start_ + index * block_size_;
+  uintptr_t stop = start + block_size_;
+  if (start < base_) start = base_;
+  if (stop > end()) stop = end();
+  return BlockRange{start, stop - start};
+}
+
+uint64_t Region::slot_bytes(size_t index) const noexcept {
+  return tier::BuddyAllocator::rounded_size(block_range(index).length);
+}
+
+uint64_t Region::pool_bytes() const noexcept {
+  if (block_count_ == 1) return slot_bytes(0);
+  return slot_bytes(0) + slot_bytes(block_count_ - 1) + (block_count_ - 2) * block_size_;
+}
+
+}  // namespace emp::core

@@ -1,0 +1,69 @@
+// Region: one range of EMP-managed virtual memory and its block table.
+//
+// Blocks are aligned to the block size in the address space; the first and last
+// block are cut to the region's edges, so unaligned regions work (an edge block is
+// smaller). The block table lives in raw anonymous memory (no heap). A Region is
+// immutable after construction apart from its blocks' metadata; it is shared through
+// shared_ptr by the fault handlers and the evictor and is thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/block.h"
+#include "os/mapping.h"
+
+namespace emp::core {
+
+struct BlockRange {
+  uintptr_t start;
+  size_t length;
+  void* pointer() const noexcept { return reinterpret_cast<void*>(start); }
+};
+
+class Region {
+ public:
+  // Throws std::system_error when the block table cannot be mapped.
+  Region(uintptr_t base, size_t length, uint64_t block_size, uint64_t subblock_size, bool owns_memory);
+  ~Region();
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+
+  uintptr_t base() const noexcept { return base_; }
+  size_t length() const noexcept { return length_; }
+  uintptr_t end() const noexcept { return base_ + length_; }
+  bool contains(uintptr_t address) const noexcept { return address >= base_ && address < end(); }
+  uint64_t block_size() const noexcept { return block_size_; }
+  uint64_t subblock_size() const noexcept { return subblock_size_; }
+  size_t block_count() const noexcept { return block_count_; }
+  bool owns_memory() const noexcept { return owns_memory_; }
+  // Before the region is shared: the caller keeps the memory after all.
+  void disown() noexcept { owns_memory_ = false; }
+  size_t metadata_bytes() const noexcept { return table_.size(); }
+  // A retired region is being removed: no new fills or evictions may start in it.
+  bool retired() const noexcept { return retired_.load(std::memory_order_acquire); }
+  void retire() noexcept { retired_.store(true, std::memory_order_release); }
+
+  size_t block_index(uintptr_t address) const noexcept { return (address - first_block_start_) / block_size_; }
+  BlockMeta& block(size_t index) noexcept { return blocks_[index]; }
+  BlockRange block_range(size_t index) const noexcept;
+  // Second-tier space one block needs (its length rounded up to a power of two).
+  uint64_t slot_bytes(size_t index) const noexcept;
+  // Sum of slot_bytes over all blocks: what the region reserves in the pool.
+  uint64_t pool_bytes() const noexcept;
+
+ private:
+  uintptr_t base_;
+  size_t length_;
+  uint64_t block_size_;
+  uint64_t subblock_size_;
+  uintptr_t first_block_start_;
+  size_t block_count_;
+  bool owns_memory_;
+  std::atomic<bool> retired_{false};
+  os::Mapping table_;
+  BlockMeta* blocks_;
+};
+
+}  // namespace emp::core

@@ -1,0 +1,71 @@
+#include "core/stats.h"
+
+#include <cstdio>
+
+#include "common/size_parse.h"
+
+namespace emp::core {
+
+std::string EngineStats::to_json() const {
+  char head[1024];
+  std::snprintf(head, sizeof head,
+                "{\"faults\":%llu,\"faults_zero\":%llu,\"faults_fetch\":%llu,\"faults_local\":%llu,"
+                "\"faults_write_protect\":%llu,\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,"
+                "\"fetch_p50_us\":%.1f,\"fetch_p99_us\":%.1f,"
+                "\"evictions_clean\":%llu,\"evictions_dirty\":%llu,\"evictions_direct\":%llu,\"io_errors\":%llu,"
+                "\"resident_bytes\":%llu,\"budget_bytes\":%llu,\"peak_resident_bytes\":%llu,"
+                "\"managed_bytes\":%llu,\"metadata_bytes\":%llu,\"regions\":%llu,"
+                "\"pool_capacity\":%llu,\"pool_reserved\":%llu,\"bytes_read\":%llu,\"bytes_written\":%llu,\"tiers\":[",
+                (unsigned long long)faults(), (unsigned long long)faults_zero, (unsigned long long)faults_fetch,
+                (unsigned long long)faults_local, (unsigned long long)faults_write_protect,
+                fault_latency.percentile_ns(0.50) / 1e3, fault_latency.percentile_ns(0.99) / 1e3,
+                fetch_latency.percentile_ns(0.50) / 1e3, fetch_latency.percentile_ns(0.99) / 1e3,
+                (unsigned long long)evictions_clean, (unsigned long long)evictions_dirty,
+                (unsigned long long)evictions_direct, (unsigned long long)io_errors,
+                (unsigned long long)resident_bytes, (unsigned long long)budget_bytes,
+                (unsigned long long)peak_resident_bytes, (unsigned long long)managed_bytes,
+                (unsigned long long)metadata_bytes, (unsigned long long)regions, (unsigned long long)pool_capacity,
+                (unsigned long long)pool_reserved, (unsigned long long)bytes_read, (unsigned long long)bytes_written);
+  std::string json = head;
+  for (size_t i = 0; i < tiers.size(); ++i) {
+    char item[512];
+    std::snprintf(item, sizeof item,
+                  "%s{\"name\":\"%s\",\"health\":\"%s\",\"capacity\":%llu,\"bytes_read\":%llu,\"bytes_written\":%llu,"
+                  "\"read_ops\":%llu,\"write_ops\":%llu,\"errors\":%llu}",
+                  i ? "," : "", tiers[i].name.c_str(), tiers[i].health.c_str(), (unsigned long long)tiers[i].capacity,
+                  (unsigned long long)tiers[i].counters.bytes_read, (unsigned long long)tiers[i].counters.bytes_written,
+                  (unsigned long long)tiers[i].counters.read_ops, (unsigned long long)tiers[i].counters.write_ops,
+                  (unsigned long long)tiers[i].counters.errors);
+    json += item;
+  }
+  json += "]}";
+  return json;
+}
+
+std::string EngineStats::to_text() const {
+  char text[2048];
+  std::snprintf(text, sizeof text,
+                "faults            %llu (zero %llu, fetch %llu, local %llu), write-protect %llu\n"
+                "fault latency     p50 %.1f us, p99 %.1f us (fetch: p50 %.1f us, p99 %.1f us)\n"
+                "evictions         clean %llu, dirty %llu (on fault path %llu)\n"
+                "resident          %s of %s budget (peak %s)\n"
+                "managed           %s in %llu regions, metadata %s\n"
+                "second tier       %s read, %s written, pool %s reserved of %s, io errors %llu\n",
+                (unsigned long long)faults(), (unsigned long long)faults_zero, (unsigned long long)faults_fetch,
+                (unsigned long long)faults_local, (unsigned long long)faults_write_protect,
+                fault_latency.percentile_ns(0.50) / 1e3, fault_latency.percentile_ns(0.99) / 1e3,
+                fetch_latency.percentile_ns(0.50) / 1e3, fetch_latency.percentile_ns(0.99) / 1e3,
+                (unsigned long long)evictions_clean, (unsigned long long)evictions_dirty,
+                (unsigned long long)evictions_direct, format_size(resident_bytes).c_str(),
+                format_size(budget_bytes).c_str(), format_size(peak_resident_bytes).c_str(),
+                format_size(managed_bytes).c_str(), (unsigned long long)regions, format_size(metadata_bytes).c_str(),
+                format_size(bytes_read).c_str(), format_size(bytes_written).c_str(), format_size(pool_reserved).c_str(),
+                format_size(pool_capacity).c_str(), (unsigned long long)io_errors);
+  std::string out = text;
+  for (const auto& tier : tiers)
+    out += "  tier " + tier.name + ": " + tier.health + ", " + format_size(tier.counters.bytes_read) + " read, " +
+           format_size(tier.counters.bytes_written) + " written\n";
+  return out;
+}
+
+}  // namespace emp::core

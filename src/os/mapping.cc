@@ -1,0 +1,39 @@
+#include "os/mapping.h"
+
+#include "os/raw_syscalls.h"
+
+namespace emp::os {
+
+Result<Mapping> Mapping::anonymous(size_t length, size_t alignment, bool populate) noexcept {
+  if (length == 0) return Status::error(EINVAL, "mapping of zero bytes");
+  if (alignment < 4096) alignment = 4096;
+  size_t padded = length + alignment - 4096;
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  void* raw = raw_mmap(nullptr, padded, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (raw == MAP_FAILED) return Status::from_errno("mmap");
+  uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (start + alignment - 1) & ~(static_cast<uintptr_t>(alignment) - 1);
+  if (aligned > start) raw_munmap(raw, aligned - start);
+  uintptr_t end = aligned + length, padded_end = start + padded;
+  if (padded_end > end) raw_munmap(reinterpret_cast<void*>(end), padded_end - end);
+  void* base = reinterpret_cast<void*>(aligned);
+  if (populate) raw_madvise(base, length, MADV_POPULATE_WRITE);
+  return Mapping(base, length);
+}
+
+Mapping& Mapping::operator=(Mapping&& other) noexcept {
+  if (this != &other) {
+    reset();
+    base_ = std::exchange(other.base_, nullptr);
+    length_ = std::exchange(other.length_, 0);
+  }
+  return *this;
+}
+
+void Mapping::reset() noexcept {
+  if (base_) raw_munmap(base_, length_);
+  base_ = nullptr;
+  length_ = 0;
+}
+
+}  // namespace emp::os

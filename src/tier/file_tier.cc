@@ -1,0 +1,143 @@
+#include "tier/file_tier.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <system_error>
+
+#include "common/log.h"
+#include "common/size_parse.h"
+
+namespace emp::tier {
+namespace {
+
+[[noreturn]] void fail_errno(const TierSpec& spec, const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), "memory path element '" + spec.element + "': " + what);
+}
+
+}  // namespace
+
+FileTier::FileTier(const TierSpec& spec, UniqueFd fd, bool direct)
+    : Tier(spec.kind == TierSpec::Kind::kDevice ? "device:" + spec.location : "file:" + spec.location, spec.size_bytes),
+      path_(spec.location),
+      base_offset_(spec.offset_bytes),
+      fd_(std::move(fd)),
+      direct_(direct) {
+  for (Ring& ring : rings_) {
+    int rc = io_uring_queue_init(kRingDepth, &ring.ring, 0);
+    if (rc < 0) {
+      errno = -rc;
+      throw std::system_error(-rc, std::generic_category(), "io_uring_queue_init for " + path_);
+    }
+    ring.ready = true;
+  }
+}
+
+FileTier::~FileTier() {
+  for (Ring& ring : rings_)
+    if (ring.ready) io_uring_queue_exit(&ring.ring);
+}
+
+std::unique_ptr<FileTier> FileTier::open(const TierSpec& spec) {
+  if (spec.size_bytes % kTierAlignment || spec.offset_bytes % kTierAlignment)
+    throw std::invalid_argument("memory path element '" + spec.element + "': size and offset must be multiples of 4 KiB");
+  bool is_device = spec.kind == TierSpec::Kind::kDevice;
+  int flags = O_RDWR | O_CLOEXEC | (is_device ? 0 : O_CREAT);
+  UniqueFd fd(::open(spec.location.c_str(), flags | O_DIRECT, 0600));
+  bool direct = true;
+  if (!fd.valid() && errno == EINVAL) {  // e.g. tmpfs: no O_DIRECT
+    fd.reset(::open(spec.location.c_str(), flags, 0600));
+    direct = false;
+  }
+  if (!fd.valid()) fail_errno(spec, "cannot open " + spec.location);
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0) fail_errno(spec, "cannot stat " + spec.location);
+  uint64_t needed = spec.offset_bytes + spec.size_bytes;
+  if (S_ISBLK(st.st_mode)) {
+    uint64_t device_bytes = 0;
+    if (::ioctl(fd.get(), BLKGETSIZE64, &device_bytes) != 0) fail_errno(spec, "cannot read the size of " + spec.location);
+    if (device_bytes < needed)
+      throw std::invalid_argument("memory path element '" + spec.element + "': device " + spec.location + " holds " +
+                                  format_size(device_bytes) + ", less than offset + size = " + format_size(needed));
+  } else if (S_ISREG(st.st_mode)) {
+    if (static_cast<uint64_t>(st.st_size) < needed && ::ftruncate(fd.get(), static_cast<off_t>(needed)) != 0)
+      fail_errno(spec, "cannot extend " + spec.location + " to " + format_size(needed));
+  } else {
+    throw std::invalid_argument("memory path element '" + spec.element + "': " + spec.location +
+                                " is neither a regular file nor a block device");
+  }
+  if (!direct) EMP_WARN("tier", "%s does not support O_DIRECT; using buffered I/O", spec.location.c_str());
+  return std::unique_ptr<FileTier>(new FileTier(spec, std::move(fd), direct));
+}
+
+std::string FileTier::describe() const {
+  return name() + " (" + format_size(capacity()) + " at offset " + format_size(base_offset_) +
+         (direct_ ? ", O_DIRECT" : ", buffered") + ")";
+}
+
+Status FileTier::read_impl(std::span<const IoSpan> spans) noexcept { return submit(spans, false); }
+Status FileTier::write_impl(std::span<const IoSpan> spans) noexcept { return submit(spans, true); }
+
+Status FileTier::submit(std::span<const IoSpan> spans, bool is_write) noexcept {
+  unsigned start = next_ring_.fetch_add(1, std::memory_order_relaxed);
+  // Prefer an idle ring; otherwise wait for the one we were handed.
+  for (size_t i = 0; i < kRings; ++i) {
+    Ring& ring = rings_[(start + i) % kRings];
+    std::unique_lock lock(ring.mutex, std::try_to_lock);
+    if (lock.owns_lock()) return submit_on(ring, spans, is_write);
+  }
+  Ring& ring = rings_[start % kRings];
+  std::lock_guard lock(ring.mutex);
+  return submit_on(ring, spans, is_write);
+}
+
+Status FileTier::submit_on(Ring& ring, std::span<const IoSpan> spans, bool is_write) noexcept {
+  while (!spans.empty()) {
+    size_t count = std::min<size_t>(spans.size(), kRingDepth);
+    for (size_t i = 0; i < count; ++i) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring.ring);
+      if (!sqe) return Status::error(EBUSY, "io_uring submission queue full");
+      const IoSpan& span = spans[i];
+      off_t offset = static_cast<off_t>(base_offset_ + span.offset);
+      if (is_write)
+        io_uring_prep_write(sqe, fd_.get(), span.buffer, static_cast<unsigned>(span.length), offset);
+      else
+        io_uring_prep_read(sqe, fd_.get(), span.buffer, static_cast<unsigned>(span.length), offset);
+      io_uring_sqe_set_data64(sqe, i);
+    }
+    int submitted = io_uring_submit_and_wait(&ring.ring, static_cast<unsigned>(count));
+    if (submitted < 0) return Status::error(-submitted, is_write ? "io_uring write submit" : "io_uring read submit");
+    Status first_error;
+    for (size_t done = 0; done < count; ++done) {
+      io_uring_cqe* cqe = nullptr;
+      int rc = io_uring_wait_cqe(&ring.ring, &cqe);
+      if (rc < 0) return Status::error(-rc, "io_uring wait");
+      const IoSpan& span = spans[io_uring_cqe_get_data64(cqe)];
+      int res = cqe->res;
+      io_uring_cqe_seen(&ring.ring, cqe);
+      if (res < 0) {
+        if (first_error) first_error = Status::error(-res, is_write ? "tier file write" : "tier file read");
+        continue;
+      }
+      // Short transfer: finish it synchronously.
+      size_t moved = static_cast<size_t>(res);
+      while (moved < span.length && first_error) {
+        auto* bytes = static_cast<char*>(span.buffer) + moved;
+        off_t offset = static_cast<off_t>(base_offset_ + span.offset + moved);
+        ssize_t n = is_write ? ::pwrite(fd_.get(), bytes, span.length - moved, offset)
+                             : ::pread(fd_.get(), bytes, span.length - moved, offset);
+        if (n <= 0) first_error = Status::error(n == 0 ? EIO : errno, "tier file short transfer");
+        else moved += static_cast<size_t>(n);
+      }
+    }
+    if (!first_error) return first_error;
+    spans = spans.subspan(count);
+  }
+  return Status::ok();
+}
+
+}  // namespace emp::tier

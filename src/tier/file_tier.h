@@ -1,0 +1,53 @@
+// FileTier: a region of a block device (/dev/nvme1n1) or of a regular file used like a
+// device. I/O is O_DIRECT through io_uring; a small set of rings, each guarded by its own
+// mutex, lets several threads keep I/O in flight at once. Files are created (and
+// extended) when missing; devices must be large enough. Thread-safe.
+#pragma once
+
+#include <liburing.h>
+
+#include <array>
+#include <memory>
+#include <mutex>
+
+#include "common/mem_path.h"
+#include "common/unique_fd.h"
+#include "tier/tier.h"
+
+namespace emp::tier {
+
+class FileTier final : public Tier {
+ public:
+  // Opens/creates the file or device described by `spec`; throws std::system_error
+  // or std::invalid_argument with a message naming the element.
+  static std::unique_ptr<FileTier> open(const TierSpec& spec);
+  ~FileTier() override;
+  bool direct_io() const noexcept { return direct_; }
+  std::string describe() const override;
+
+ protected:
+  Status read_impl(std::span<const IoSpan> spans) noexcept override;
+  Status write_impl(std::span<const IoSpan> spans) noexcept override;
+
+ private:
+  static constexpr size_t kRings = 4;
+  static constexpr unsigned kRingDepth = 64;
+  struct Ring {
+    std::mutex mutex;
+    io_uring ring{};
+    bool ready = false;
+  };
+
+  FileTier(const TierSpec& spec, UniqueFd fd, bool direct);
+  Status submit(std::span<const IoSpan> spans, bool is_write) noexcept;
+  Status submit_on(Ring& ring, std::span<const IoSpan> spans, bool is_write) noexcept;
+
+  std::string path_;
+  uint64_t base_offset_;
+  UniqueFd fd_;
+  bool direct_;
+  std::array<Ring, kRings> rings_;
+  std::atomic<unsigned> next_ring_{0};
+};
+
+}  // namespace emp::tier

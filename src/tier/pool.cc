@@ -1,0 +1,78 @@
+#include "tier/pool.h"
+
+#include <stdexcept>
+
+#include "tier/file_tier.h"
+
+namespace emp::tier {
+
+Pool::Pool(std::vector<std::unique_ptr<Tier>> tiers) {
+  if (tiers.empty()) throw std::invalid_argument("a pool needs at least one second-tier element");
+  if (tiers.size() > 255) throw std::invalid_argument("a pool holds at most 255 tiers");
+  for (auto& tier : tiers) {
+    auto allocator = std::make_unique<BuddyAllocator>(tier->capacity());
+    capacity_ += allocator->free_bytes();
+    tiers_.push_back(Member{std::move(tier), std::move(allocator)});
+  }
+}
+
+std::unique_ptr<Pool> Pool::from_specs(const std::vector<TierSpec>& specs, const RemoteFactory& remote) {
+  std::vector<std::unique_ptr<Tier>> tiers;
+  for (const TierSpec& spec : specs) {
+    if (spec.kind != TierSpec::Kind::kRemote) {
+      tiers.push_back(FileTier::open(spec));
+    } else if (remote) {
+      tiers.push_back(remote(spec));
+    } else {
+      throw std::invalid_argument("memory path element '" + spec.element + "': remote donors are not available here");
+    }
+  }
+  return std::make_unique<Pool>(std::move(tiers));
+}
+
+Status Pool::reserve(uint64_t bytes) noexcept {
+  uint64_t current = reserved_.load(std::memory_order_relaxed);
+  do {
+    if (bytes > capacity_ - current) return Status::error(ENOMEM, "second-tier pool is full");
+  } while (!reserved_.compare_exchange_weak(current, current + bytes, std::memory_order_relaxed));
+  return Status::ok();
+}
+
+void Pool::unreserve(uint64_t bytes) noexcept { reserved_.fetch_sub(bytes, std::memory_order_relaxed); }
+
+Result<Slot> Pool::allocate(uint64_t bytes) noexcept {
+  unsigned start = cursor_.fetch_add(1, std::memory_order_relaxed);
+  for (size_t i = 0; i < tiers_.size(); ++i) {
+    unsigned index = static_cast<unsigned>((start + i) % tiers_.size());
+    if (tiers_[index].tier->health() == TierHealth::kLost) continue;
+    if (auto offset = tiers_[index].allocator->allocate(bytes)) return Slot::make(index, *offset);
+  }
+  return Status::error(ENOSPC, "second-tier pool has no free extent");
+}
+
+void Pool::release(Slot slot, uint64_t bytes) noexcept {
+  if (slot.valid()) tiers_[slot.tier()].allocator->release(slot.offset(), bytes);
+}
+
+Status Pool::read(Slot slot, uint64_t offset_in_slot, void* buffer, size_t length) noexcept {
+  return tiers_[slot.tier()].tier->read(slot.offset() + offset_in_slot, buffer, length);
+}
+
+Status Pool::read_batch(Slot slot, std::span<IoSpan> spans) noexcept {
+  for (IoSpan& span : spans) span.offset += slot.offset();
+  return tiers_[slot.tier()].tier->read_batch(spans);
+}
+
+Status Pool::write(Slot slot, const void* buffer, size_t length) noexcept {
+  return tiers_[slot.tier()].tier->write(slot.offset(), buffer, length);
+}
+
+Status Pool::register_buffer(void* base, size_t length) noexcept {
+  for (auto& member : tiers_) {
+    Status status = member.tier->register_buffer(base, length);
+    if (!status) return status;
+  }
+  return Status::ok();
+}
+
+}  // namespace emp::tier

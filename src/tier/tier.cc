@@ -1,0 +1,63 @@
+#include "tier/tier.h"
+
+namespace emp::tier {
+
+const char* to_string(TierHealth health) noexcept {
+  switch (health) {
+    case TierHealth::kHealthy: return "healthy";
+    case TierHealth::kDegraded: return "degraded";
+    case TierHealth::kLost: return "lost";
+  }
+  return "?";
+}
+
+Status Tier::check(std::span<const IoSpan> spans) const noexcept {
+  for (const IoSpan& span : spans) {
+    if (span.length == 0 || span.buffer == nullptr) return Status::error(EINVAL, "tier I/O with empty buffer");
+    if (span.offset % kTierAlignment || span.length % kTierAlignment)
+      return Status::error(EINVAL, "tier I/O not 4 KiB aligned");
+    if (span.offset > capacity_ || span.length > capacity_ - span.offset)
+      return Status::error(ERANGE, "tier I/O beyond capacity");
+  }
+  return Status::ok();
+}
+
+Status Tier::read_batch(std::span<const IoSpan> spans) noexcept {
+  Status status = check(spans);
+  if (status) status = read_impl(spans);
+  if (!status) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    return status;
+  }
+  uint64_t bytes = 0;
+  for (const IoSpan& span : spans) bytes += span.length;
+  bytes_read_.fetch_add(bytes, std::memory_order_relaxed);
+  read_ops_.fetch_add(spans.size(), std::memory_order_relaxed);
+  return status;
+}
+
+Status Tier::write_batch(std::span<const IoSpan> spans) noexcept {
+  Status status = check(spans);
+  if (status) status = write_impl(spans);
+  if (!status) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    return status;
+  }
+  uint64_t bytes = 0;
+  for (const IoSpan& span : spans) bytes += span.length;
+  bytes_written_.fetch_add(bytes, std::memory_order_relaxed);
+  write_ops_.fetch_add(spans.size(), std::memory_order_relaxed);
+  return status;
+}
+
+TierCounters Tier::counters() const noexcept {
+  TierCounters c;
+  c.bytes_read = bytes_read_.load(std::memory_order_relaxed);
+  c.bytes_written = bytes_written_.load(std::memory_order_relaxed);
+  c.read_ops = read_ops_.load(std::memory_order_relaxed);
+  c.write_ops = write_ops_.load(std::memory_order_relaxed);
+  c.errors = errors_.load(std::memory_order_relaxed);
+  return c;
+}
+
+}  // namespace emp::tier

@@ -1,0 +1,81 @@
+// Tier: one second-tier store (in-memory, file/device, remote donor) seen as a flat,
+// byte-addressed space of `capacity()` bytes.
+//
+// The public read/write calls are non-virtual: they check bounds and alignment, count
+// bytes and operations, and then call the backend's *_impl hook (the navy-style split).
+// Every call is noexcept and thread-safe; backends must allow concurrent calls on
+// disjoint ranges. Buffers passed in should come from buffers registered with
+// register_buffer() (RDMA backends need that; others ignore it).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "common/status.h"
+
+namespace emp::tier {
+
+inline constexpr size_t kTierAlignment = 4096;
+
+struct IoSpan {
+  uint64_t offset;  // within the tier
+  void* buffer;     // local memory (read: destination, write: source)
+  size_t length;
+};
+
+struct TierCounters {
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+  uint64_t read_ops = 0;
+  uint64_t write_ops = 0;
+  uint64_t errors = 0;
+};
+
+enum class TierHealth { kHealthy, kDegraded, kLost };
+const char* to_string(TierHealth health) noexcept;
+
+class Tier {
+ public:
+  Tier(std::string name, uint64_t capacity) : name_(std::move(name)), capacity_(capacity) {}
+  virtual ~Tier() = default;
+  Tier(const Tier&) = delete;
+  Tier& operator=(const Tier&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+  uint64_t capacity() const noexcept { return capacity_; }
+
+  Status read(uint64_t offset, void* buffer, size_t length) noexcept {
+    IoSpan span{offset, buffer, length};
+    return read_batch({&span, 1});
+  }
+  Status write(uint64_t offset, const void* buffer, size_t length) noexcept {
+    IoSpan span{offset, const_cast<void*>(buffer), length};
+    return write_batch({&span, 1});
+  }
+  // All spans complete (or the first error is returned) before these return.
+  Status read_batch(std::span<const IoSpan> spans) noexcept;
+  Status write_batch(std::span<const IoSpan> spans) noexcept;
+
+  // Makes [base, base+length) usable as an I/O buffer (e.g. RDMA registration).
+  virtual Status register_buffer(void* /*base*/, size_t /*length*/) noexcept { return Status::ok(); }
+  virtual TierHealth health() const noexcept { return TierHealth::kHealthy; }
+  virtual std::string describe() const { return name_; }
+
+  TierCounters counters() const noexcept;
+
+ protected:
+  virtual Status read_impl(std::span<const IoSpan> spans) noexcept = 0;
+  virtual Status write_impl(std::span<const IoSpan> spans) noexcept = 0;
+
+ private:
+  Status check(std::span<const IoSpan> spans) const noexcept;
+
+  std::string name_;
+  uint64_t capacity_;
+  std::atomic<uint64_t> bytes_read_{0}, bytes_written_{0}, read_ops_{0}, write_ops_{0}, errors_{0};
+};
+
+}  // namespace emp::tier

@@ -1,0 +1,28 @@
+// Data patterns for integrity checks: every 8-byte word of test memory gets a value
+// derived from its address index and a version, so any lost, stale or misplaced byte
+// is caught. Pure functions, thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace emp::testing {
+
+inline uint64_t mix(uint64_t x) noexcept {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+inline uint64_t pattern_word(size_t word_index, uint64_t version) noexcept {
+  return mix(word_index * 0x9e3779b97f4a7c15ULL + version);
+}
+
+// Writes pattern words for [first_word, first_word + words).
+void fill_words(uint64_t* base, size_t first_word, size_t words, uint64_t version) noexcept;
+// Returns the index of the first word that differs, or SIZE_MAX.
+size_t check_words(const uint64_t* base, size_t first_word, size_t words, uint64_t version) noexcept;
+
+}  // namespace emp::testing
