@@ -1,0 +1,380 @@
+// emp-bench: runs a verified workload on EMP-managed memory (and, for the ratio, on
+// plain all-local memory in the same run) and prints a table plus one JSON line.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+#include "common/mem_path.h"
+#include "common/options.h"
+#include "common/size_parse.h"
+#include "core/engine.h"
+#include "workloads.h"
+#ifdef EMP_HAVE_NET
+#include "net/remote_factory.h"
+#endif
+
+extern char** environ;
+
+namespace emp::bench {
+namespace {
+
+constexpr size_t kPage = 4096;
+
+struct Args {
+  std::string tier;
+  uint64_t working_set = 1ULL << 30;
+  std::string local_text = "25%";
+  uint64_t local_bytes = 0;
+  WorkloadParams workload;
+  Options options;
+  bool baseline = true;
+  bool local_only = false;
+  double miss_cost_us = 25.0;
+  std::string json_file;
+};
+
+const char* kUsage = R"(usage: emp-bench --tier SPEC [options]
+
+Runs a workload on EMP-managed memory with part of it in local DRAM and the rest in
+the second tier, verifies every byte, and prints throughput, faults, fault latency and
+bytes moved as a table and as one JSON line (the last line of the output). By default
+the same workload also runs on plain memory (all-local) for the ratio.
+
+  --tier SPEC            second-tier elements of a memory path, '|'-separated:
+                           /path/to/file:<MiB>:<offset MiB>   (created if missing)
+                           /dev/<blockdev>:<MiB>:<offset MiB> (overwritten!)
+                           <host>:<MiB>:<port>                (a vmd donor)
+  --working-set SIZE     memory the workload uses (default 1G; K/M/G suffixes)
+  --local PCT|SIZE       local DRAM budget: a percentage of the working set or a size
+                         (default 25%)
+  --pattern NAME         seq | rand | zipf | sort (default zipf)
+  --threads N            workload threads (default 1)
+  --ops N                rand/zipf: page operations (default 2 per page)
+  --passes N             seq: sweeps over the working set (default 2)
+  --zipf-theta X         Zipf skew (default 0.99)
+  --seed N               random seed (default 1)
+  --block-size SIZE      EMP block, 4K..2M (default 64K)
+  --subblock-size SIZE   EMP subblock, 4K..128K, <= block (default 16K)
+  --csf 0|1              critical-subblock-first (default 1)
+  --fault-threads N      EMP fault-handler threads (default 2)
+  --miss-cost-us X       cost of one remote fault for the ideal-cache bound (default 25)
+  --no-baseline          skip the all-local run (no ratio_to_local)
+  --local-only           run only the all-local baseline
+  --json-file FILE       also append the JSON line to FILE
+  --help                 this text
+EMP_* environment variables (see below) set defaults; flags override them.
+
+)";
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "emp-bench: %s\n(run emp-bench --help for usage)\n", message.c_str());
+  std::exit(2);
+}
+
+uint64_t need_size(const std::string& flag, const std::string& value) {
+  auto size = parse_size(value);
+  if (!size || *size == 0) usage_error(flag + ": bad size '" + value + "' (e.g. 2G, 512M)");
+  return *size;
+}
+
+uint64_t need_uint(const std::string& flag, const std::string& value, uint64_t min, uint64_t max) {
+  auto n = parse_uint(value);
+  if (!n || *n < min || *n > max)
+    usage_error(flag + ": bad value '" + value + "' (expected " + std::to_string(min) + ".." + std::to_string(max) + ")");
+  return *n;
+}
+
+Args parse_args(int argc, char** argv) {
+  Args args;
+  std::vector<std::string> warnings;
+  try {
+    args.options = options_from_environment(environ, &warnings);
+  } catch (const std::exception& error) {
+    usage_error(error.what());
+  }
+  for (const auto& w : warnings) std::fprintf(stderr, "emp-bench: warning: %s\n", w.c_str());
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      std::fputs(describe_options().c_str(), stdout);
+      std::exit(0);
+    }
+    std::string value;
+    size_t eq = flag.find('=');
+    if (eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    }
+    auto next = [&]() -> std::string {
+      if (eq != std::string::npos) return value;
+      if (i + 1 >= argc) usage_error(flag + " needs a value");
+      return argv[++i];
+    };
+    if (flag == "--tier") args.tier = next();
+    else if (flag == "--working-set") args.working_set = need_size(flag, next());
+    else if (flag == "--local") args.local_text = next();
+    else if (flag == "--pattern") {
+      std::string p = next();
+      if (!parse_pattern(p, &args.workload.pattern)) usage_error("--pattern: unknown '" + p + "' (seq, rand, zipf or sort)");
+    } else if (flag == "--threads") args.workload.threads = static_cast<unsigned>(need_uint(flag, next(), 1, 256));
+    else if (flag == "--ops") args.workload.ops = need_uint(flag, next(), 1, UINT64_MAX / 2);
+    else if (flag == "--passes") args.workload.passes = static_cast<unsigned>(need_uint(flag, next(), 1, 1000));
+    else if (flag == "--seed") args.workload.seed = need_uint(flag, next(), 0, UINT64_MAX / 2);
+    else if (flag == "--zipf-theta") {
+      std::string v = next();
+      char* end = nullptr;
+      double theta = std::strtod(v.c_str(), &end);
+      if (!end || *end || !(theta > 0 && theta < 1)) usage_error("--zipf-theta: expected a number in (0, 1), got '" + v + "'");
+      args.workload.zipf_theta = theta;
+    } else if (flag == "--miss-cost-us") {
+      std::string v = next();
+      char* end = nullptr;
+      double cost = std::strtod(v.c_str(), &end);
+      if (!end || *end || !(cost > 0)) usage_error("--miss-cost-us: expected a positive number, got '" + v + "'");
+      args.miss_cost_us = cost;
+    } else if (flag == "--no-baseline") args.baseline = false;
+    else if (flag == "--local-only") args.local_only = true;
+    else if (flag == "--json-file") args.json_file = next();
+    else if (flag.rfind("--", 0) == 0 && find_option_by_flag(flag.substr(2))) {
+      try {
+        find_option_by_flag(flag.substr(2))->apply(args.options, next());
+      } catch (const std::exception& error) {
+        usage_error(flag + ": " + error.what());
+      }
+    } else {
+      usage_error("unknown argument '" + flag + "'");
+    }
+  }
+  try {
+    args.options.validate();
+  } catch (const std::exception& error) {
+    usage_error(error.what());
+  }
+  args.working_set = (args.working_set + kPage - 1) / kPage * kPage;
+  if (args.working_set < (1 << 20)) usage_error("--working-set must be at least 1M");
+  if (!args.local_text.empty() && args.local_text.back() == '%') {
+    auto pct = parse_uint(args.local_text.substr(0, args.local_text.size() - 1));
+    if (!pct || *pct == 0 || *pct > 100) usage_error("--local: bad percentage '" + args.local_text + "' (1%..100%)");
+    args.local_bytes = args.working_set / 100 * *pct;
+  } else {
+    args.local_bytes = need_size("--local", args.local_text);
+  }
+  args.local_bytes = args.local_bytes / kPage * kPage;
+  if (!args.local_only && args.tier.empty()) usage_error("--tier is required (e.g. --tier /var/tmp/emp.tier:4096:0)");
+  return args;
+}
+
+// Samples this process's VmRSS while the EMP run is going.
+class RssMonitor {
+ public:
+  RssMonitor() : thread_([this] { loop(); }) {}
+  ~RssMonitor() {
+    stop_ = true;
+    thread_.join();
+  }
+  uint64_t max_bytes() const { return max_.load(); }
+
+  static uint64_t current_rss() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    return 0;
+  }
+
+ private:
+  void loop() {
+    while (!stop_) {
+      uint64_t rss = current_rss();
+      if (rss > max_) max_ = rss;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> max_{0};
+  std::thread thread_;
+};
+
+std::string json_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  return out;
+}
+
+int run(const Args& args) {
+  const WorkloadParams& wp = args.workload;
+  std::optional<WorkloadResult> emp_result, local_result;
+  core::EngineStats stats;
+  uint64_t rss_max = 0, rss_before = 0, slack = 0;
+
+  if (!args.local_only) {
+    core::EngineConfig config;
+    config.options = args.options;
+    config.budget_bytes = args.local_bytes;
+    try {
+      auto specs = parse_tier_list(args.tier);
+#ifdef EMP_HAVE_NET
+      config.pool = tier::Pool::from_specs(specs, net::make_remote_factory(args.options));
+#else
+      config.pool = tier::Pool::from_specs(specs);
+#endif
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "emp-bench: %s\n", error.what());
+      return 2;
+    }
+    std::unique_ptr<core::Engine> engine;
+    try {
+      engine = core::Engine::create(std::move(config));
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "emp-bench: %s\n", error.what());
+      return 2;
+    }
+    std::fprintf(stderr, "emp-bench: %s\n", engine->describe().c_str());
+    auto memory = engine->map(args.working_set);
+    if (!memory) {
+      std::fprintf(stderr, "emp-bench: cannot map %s of EMP memory: %s\n", format_size(args.working_set).c_str(),
+                   memory.status().to_string().c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "emp-bench: running %s on %s of EMP memory, %s local...\n", to_string(wp.pattern),
+                 format_size(args.working_set).c_str(), format_size(args.local_bytes).c_str());
+    rss_before = RssMonitor::current_rss();
+    {
+      RssMonitor monitor;
+      emp_result = run_workload(*memory, args.working_set, wp);
+      rss_max = monitor.max_bytes();
+    }
+    stats = engine->stats();
+    slack = engine->slack();
+    (void)engine->release(*memory);
+  }
+  if (args.baseline || args.local_only) {
+    std::fprintf(stderr, "emp-bench: running %s on %s of plain (all-local) memory...\n", to_string(wp.pattern),
+                 format_size(args.working_set).c_str());
+    void* plain = mmap(nullptr, args.working_set, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (plain == MAP_FAILED) {
+      std::fprintf(stderr, "emp-bench: cannot map %s of plain memory: %s\n", format_size(args.working_set).c_str(),
+                   std::strerror(errno));
+      return 2;
+    }
+    local_result = run_workload(plain, args.working_set, wp);
+    munmap(plain, args.working_set);
+  }
+
+  const WorkloadResult& main = emp_result ? *emp_result : *local_result;
+  bool verified = (!emp_result || emp_result->verified) && (!local_result || local_result->verified);
+  double ratio = emp_result && local_result && local_result->throughput() > 0
+                     ? emp_result->throughput() / local_result->throughput()
+                     : NAN;
+  // Ideal-cache bound: local op time + miss probability × one remote fault.
+  uint64_t pages = args.working_set / kPage;
+  double miss = ideal_miss_ratio(wp.pattern, args.local_bytes / kPage, pages, wp.zipf_theta);
+  double bound = NAN;
+  if (miss >= 0 && local_result && local_result->throughput() > 0) {
+    double per_op_s = 1.0 / local_result->throughput() * wp.threads + miss * args.miss_cost_us * 1e-6;
+    bound = wp.threads / per_op_s;
+  }
+
+  // Human table.
+  std::printf("\n%-22s %s\n", "workload", to_string(wp.pattern));
+  std::printf("%-22s %u\n", "threads", wp.threads);
+  std::printf("%-22s %s\n", "working set", format_size(args.working_set).c_str());
+  if (emp_result) {
+    std::printf("%-22s %s (%.0f%%)\n", "local DRAM", format_size(args.local_bytes).c_str(),
+                100.0 * static_cast<double>(args.local_bytes) / static_cast<double>(args.working_set));
+    std::printf("%-22s %s\n", "second tier", args.tier.c_str());
+    std::printf("%-22s block %s, subblock %s, CSF %s\n", "EMP", format_size(args.options.block_size).c_str(),
+                format_size(args.options.subblock_size).c_str(), args.options.csf ? "on" : "off");
+    std::printf("%-22s %.3g %s/s (%.2f s)\n", "EMP throughput", emp_result->throughput(), emp_result->unit,
+                emp_result->run_seconds);
+  }
+  if (local_result)
+    std::printf("%-22s %.3g %s/s (%.2f s)\n", "all-local throughput", local_result->throughput(), local_result->unit,
+                local_result->run_seconds);
+  if (!std::isnan(ratio)) std::printf("%-22s %.3f\n", "ratio to all-local", ratio);
+  if (!std::isnan(bound) && emp_result)
+    std::printf("%-22s %.3g %s/s (ideal cache, miss %.1f%%, %.0f us/miss); EMP reaches %.0f%%\n", "bound",
+                bound, emp_result->unit, miss * 100, args.miss_cost_us, 100 * emp_result->throughput() / bound);
+  if (emp_result) {
+    std::printf("%-22s %llu (zero %llu, fetch %llu, write-protect %llu)\n", "faults",
+                (unsigned long long)stats.faults(), (unsigned long long)stats.faults_zero,
+                (unsigned long long)stats.faults_fetch, (unsigned long long)stats.faults_write_protect);
+    std::printf("%-22s p50 %.1f us, p99 %.1f us (fetch p50 %.1f us, p99 %.1f us)\n", "fault latency",
+                stats.fault_latency.percentile_ns(0.5) / 1e3, stats.fault_latency.percentile_ns(0.99) / 1e3,
+                stats.fetch_latency.percentile_ns(0.5) / 1e3, stats.fetch_latency.percentile_ns(0.99) / 1e3);
+    std::printf("%-22s %s read, %s written\n", "second-tier bytes", format_size(stats.bytes_read).c_str(),
+                format_size(stats.bytes_written).c_str());
+    std::printf("%-22s clean %llu, dirty %llu\n", "evictions", (unsigned long long)stats.evictions_clean,
+                (unsigned long long)stats.evictions_dirty);
+    std::printf("%-22s managed peak %s (budget %s + slack %s); process RSS max %s (%s before the run)\n", "resident",
+                format_size(stats.peak_resident_bytes).c_str(), format_size(args.local_bytes).c_str(),
+                format_size(slack).c_str(), format_size(rss_max).c_str(), format_size(rss_before).c_str());
+  }
+  std::printf("%-22s %s%s\n", "verified", verified ? "yes" : "NO: ",
+              verified ? "" : (emp_result && !emp_result->verified ? emp_result->failure : local_result->failure).c_str());
+
+  // One JSON line.
+  std::ostringstream json;
+  json.precision(6);
+  auto num = [](double v) { return std::isnan(v) ? std::string("null") : std::to_string(v); };
+  json << "{\"verified\":" << (verified ? "true" : "false") << ",\"pattern\":\"" << to_string(wp.pattern)
+       << "\",\"threads\":" << wp.threads << ",\"working_set\":" << args.working_set
+       << ",\"local_bytes\":" << args.local_bytes
+       << ",\"local_fraction\":" << num(static_cast<double>(args.local_bytes) / static_cast<double>(args.working_set))
+       << ",\"tier\":\"" << json_escape(args.tier) << "\",\"block_size\":" << args.options.block_size
+       << ",\"subblock_size\":" << args.options.subblock_size << ",\"csf\":" << (args.options.csf ? "true" : "false")
+       << ",\"fault_threads\":" << args.options.fault_threads << ",\"ops\":" << main.ops << ",\"unit\":\"" << main.unit
+       << "\",\"passes\":" << wp.passes << ",\"zipf_theta\":" << wp.zipf_theta << ",\"seed\":" << wp.seed
+       << ",\"throughput\":" << num(emp_result ? emp_result->throughput() : NAN)
+       << ",\"seconds\":" << num(emp_result ? emp_result->run_seconds : NAN)
+       << ",\"local_throughput\":" << num(local_result ? local_result->throughput() : NAN)
+       << ",\"ratio_to_local\":" << num(ratio) << ",\"bound_throughput\":" << num(bound)
+       << ",\"ideal_miss_ratio\":" << num(miss >= 0 ? miss : NAN) << ",\"miss_cost_us\":" << args.miss_cost_us;
+  if (emp_result) {
+    json << ",\"faults\":" << stats.faults() << ",\"faults_zero\":" << stats.faults_zero
+         << ",\"faults_fetch\":" << stats.faults_fetch << ",\"faults_write_protect\":" << stats.faults_write_protect
+         << ",\"fault_p50_us\":" << stats.fault_latency.percentile_ns(0.5) / 1e3
+         << ",\"fault_p99_us\":" << stats.fault_latency.percentile_ns(0.99) / 1e3
+         << ",\"fetch_p50_us\":" << stats.fetch_latency.percentile_ns(0.5) / 1e3
+         << ",\"fetch_p99_us\":" << stats.fetch_latency.percentile_ns(0.99) / 1e3
+         << ",\"bytes_read\":" << stats.bytes_read << ",\"bytes_written\":" << stats.bytes_written
+         << ",\"evictions_clean\":" << stats.evictions_clean << ",\"evictions_dirty\":" << stats.evictions_dirty
+         << ",\"peak_resident_bytes\":" << stats.peak_resident_bytes << ",\"slack_bytes\":" << slack
+         << ",\"rss_max_bytes\":" << rss_max << ",\"rss_before_bytes\":" << rss_before;
+  }
+  json << "}";
+  std::printf("%s\n", json.str().c_str());
+  if (!args.json_file.empty()) {
+    std::ofstream out(args.json_file, std::ios::app);
+    out << json.str() << "\n";
+  }
+  return verified ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace emp::bench
+
+int main(int argc, char** argv) {
+  emp::bench::Args args = emp::bench::parse_args(argc, argv);
+  emp::log::set_level(args.options.log_level);
+  return emp::bench::run(args);
+}

@@ -1,0 +1,44 @@
+// Benchmark workloads that run on any memory (EMP-managed or plain) and verify it:
+// sequential sweep, uniform random page access, Zipf page access and an in-place sort.
+// Each workload initialises its memory, runs the measured phase with N threads, then
+// checks every byte. Used by emp-bench; thread-safe per Workload instance.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace emp::bench {
+
+enum class Pattern { kSeq, kRand, kZipf, kSort };
+bool parse_pattern(const std::string& text, Pattern* out);
+const char* to_string(Pattern pattern);
+
+struct WorkloadParams {
+  Pattern pattern = Pattern::kZipf;
+  unsigned threads = 1;
+  uint64_t ops = 0;     // rand/zipf: page operations in total (0 = 2 per page)
+  unsigned passes = 2;  // seq: sweeps over the whole working set
+  double zipf_theta = 0.99;
+  uint64_t seed = 1;
+};
+
+struct WorkloadResult {
+  bool verified = false;
+  std::string failure;   // first mismatch, when not verified
+  double init_seconds = 0;
+  double run_seconds = 0;
+  double verify_seconds = 0;
+  uint64_t ops = 0;      // units of work in the measured phase
+  const char* unit = ""; // "pages", "bytes", "elements"
+  double throughput() const { return run_seconds > 0 ? static_cast<double>(ops) / run_seconds : 0; }
+};
+
+// Runs the workload on [memory, memory + bytes); bytes is a multiple of 4 KiB.
+WorkloadResult run_workload(void* memory, size_t bytes, const WorkloadParams& params);
+
+// Ideal-cache miss probability for `local` of `total` pages (uniform or Zipf, hottest
+// pages kept); seq and sort return -1 (no closed form).
+double ideal_miss_ratio(Pattern pattern, uint64_t local_pages, uint64_t total_pages, double theta);
+
+}  // namespace emp::bench

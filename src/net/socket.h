@@ -1,0 +1,37 @@
+// Small blocking TCP helpers for the control plane: resolve + connect with a deadline,
+// listen, and whole-message send/receive with a deadline (poll-based, so nothing
+// blocks forever). Used by the control-plane client and by tests; vmd drives its own
+// non-blocking sockets but shares resolve/listen. Stateless; thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+
+namespace emp::net {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+inline Deadline deadline_after(std::chrono::milliseconds ms) { return Clock::now() + ms; }
+int remaining_ms(Deadline deadline) noexcept;  // >= 0
+
+// Connects to host:port (IPv4, IPv6 or a name). On failure returns an invalid fd and
+// sets *error to e.g. "Connection refused".
+UniqueFd tcp_connect(const std::string& host, uint16_t port, Deadline deadline, std::string* error);
+// Listens on address:port (address "" = any IPv4/IPv6); port 0 picks one. Throws.
+UniqueFd tcp_listen(const std::string& address, uint16_t port, int backlog = 64);
+uint16_t local_port(int fd) noexcept;
+// The numeric peer address of a connected socket ("127.0.0.1", "::1").
+std::string peer_address(int fd);
+// True when the address string names a loopback address (127/8, ::1, "localhost").
+bool is_loopback_address(const std::string& address);
+
+Status send_all(int fd, std::span<const uint8_t> bytes, Deadline deadline) noexcept;
+Status recv_all(int fd, std::span<uint8_t> bytes, Deadline deadline) noexcept;  // ECONNRESET on EOF
+
+}  // namespace emp::net
