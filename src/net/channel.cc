@@ -33,6 +33,8 @@ Channel::Channel(Domain& domain, const ChannelOptions& options) : domain_(domain
   size_t tx = domain.info()->tx_attr ? domain.info()->tx_attr->size : 0;
   if (tx && options_.max_inflight > tx) options_.max_inflight = static_cast<unsigned>(tx);
   if (options_.max_inflight == 0) options_.max_inflight = 1;
+  spin_ = options_.spin ? *options_.spin
+                        : std::chrono::microseconds(domain.provider() == Provider::kTcp ? 0 : 50);
   slots_ = std::make_unique<OpSlot[]>(options_.max_inflight);
   free_.reserve(options_.max_inflight);
   for (uint32_t i = options_.max_inflight; i-- > 0;) free_.push_back(i);
@@ -82,12 +84,9 @@ std::unique_ptr<Channel> Channel::connect(Domain& domain, const std::string& nod
   if (rc) throw std::runtime_error("fi_connect: " + fabric_error(rc));
   while (true) {
     uint32_t event = 0;
-    struct {
-      fi_eq_cm_entry entry;
-      uint8_t data[256];
-    } buffer{};
+    alignas(fi_eq_cm_entry) uint8_t buffer[sizeof(fi_eq_cm_entry) + 256] = {};
     int wait = remaining_ms(deadline);
-    ssize_t n = fi_eq_sread(channel->eq_, &event, &buffer, sizeof buffer, wait > 0 ? wait : 1, 0);
+    ssize_t n = fi_eq_sread(channel->eq_, &event, buffer, sizeof buffer, wait > 0 ? wait : 1, 0);
     if (n == -FI_EAVAIL) {
       fi_eq_err_entry err{};
       fi_eq_readerr(channel->eq_, &err, 0);
@@ -210,11 +209,8 @@ int Channel::drain() noexcept {
 void Channel::check_events() noexcept {
   if (!eq_) return;
   uint32_t event = 0;
-  struct {
-    fi_eq_cm_entry entry;
-    uint8_t data[256];
-  } buffer{};
-  ssize_t n = fi_eq_read(eq_, &event, &buffer, sizeof buffer, 0);
+  alignas(fi_eq_cm_entry) uint8_t buffer[sizeof(fi_eq_cm_entry) + 256] = {};
+  ssize_t n = fi_eq_read(eq_, &event, buffer, sizeof buffer, 0);
   if (n == -FI_EAVAIL) {
     fi_eq_err_entry err{};
     fi_eq_readerr(eq_, &err, 0);
@@ -224,12 +220,17 @@ void Channel::check_events() noexcept {
   }
 }
 
-void Channel::poll_for(Batch& batch, uint64_t seen, Deadline deadline) noexcept {
-  auto spin_until = Clock::now() + options_.spin;
+void Channel::poll_for(Batch& batch, uint64_t seen, bool retry_post, Deadline deadline) noexcept {
+  auto spin_until = Clock::now() + spin_;
   while (true) {
     int handled = drain();
     // Any dispatch may have finished our batch or freed the slots we wait for.
     if (handled != 0 || batch.completed.load(std::memory_order_acquire) != seen || broken()) return;
+    if (retry_post) {  // the provider said EAGAIN: one progress round, then post again
+      struct timespec ts {0, 2'000};
+      ::nanosleep(&ts, nullptr);
+      return;
+    }
     auto now = Clock::now();
     if (now < spin_until) {
       cpu_relax();
@@ -269,7 +270,7 @@ Status Channel::run(std::span<const RmaOp> ops, uint64_t key, bool is_read, Dead
       slot->batch = &batch;
       const RmaOp& op = ops[next];
       ssize_t rc = is_read ? fi_read(ep_, op.local, op.length, op.desc, peer_, op.remote, key, &slot->context)
-                           : fi_write(ep_, op.local, op.length, op.desc, peer_, op.remote, key, &slot->context);
+                           : post_write(op, key, &slot->context);
       if (rc == 0) {
         ++batch.pending;
         ++next;
@@ -286,7 +287,7 @@ Status Channel::run(std::span<const RmaOp> ops, uint64_t key, bool is_read, Dead
     if (!poller_active_) {
       poller_active_ = true;
       lock.unlock();
-      poll_for(batch, seen, deadline);
+      poll_for(batch, seen, /*retry_post=*/batch.pending == 0 && next < ops.size() && !free_.empty(), deadline);
       lock.lock();
       poller_active_ = false;
       cv_.notify_all();
@@ -307,6 +308,24 @@ Status Channel::run(std::span<const RmaOp> ops, uint64_t key, bool is_read, Dead
   }
   if (batch.error) return Status::error(batch.error, is_read ? "RMA read failed" : "RMA write failed");
   return Status::ok();
+}
+
+ssize_t Channel::post_write(const RmaOp& op, uint64_t key, void* context) noexcept {
+  // A write completes only once the donor holds the data (delivery complete), so a
+  // write that returned ok survives a connection loss. Providers that cannot promise
+  // more than their native remote acknowledgement (verbs) refuse the flag; then the
+  // plain write (acknowledged by the remote adapter) is used.
+  if (delivery_complete_) {
+    iovec iov{op.local, op.length};
+    void* desc = op.desc;
+    fi_rma_iov rma{op.remote, op.length, key};
+    fi_msg_rma msg{&iov, &desc, 1, peer_, &rma, 1, context, 0};
+    ssize_t rc = fi_writemsg(ep_, &msg, FI_COMPLETION | FI_DELIVERY_COMPLETE);
+    if (rc != -FI_EBADFLAGS && rc != -FI_ENOSYS && rc != -FI_EOPNOTSUPP) return rc;
+    EMP_INFO("net", "%s cannot report delivery completion; using remote acknowledgement", to_string(domain_.provider()));
+    delivery_complete_ = false;
+  }
+  return fi_write(ep_, op.local, op.length, op.desc, peer_, op.remote, key, context);
 }
 
 Status Channel::read(std::span<const RmaOp> ops, uint64_t key, Deadline deadline) noexcept {

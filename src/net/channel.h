@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,7 +43,9 @@ struct RmaOp {
 };
 
 struct ChannelOptions {
-  std::chrono::microseconds spin{25};  // bounded spin before sleeping (0 = sleep at once)
+  // Bounded spin before sleeping; unset = per provider (tcp: 0, since spinning on its
+  // queue competes with the provider's own progress thread; verbs and shm: 50 us).
+  std::optional<std::chrono::microseconds> spin;
   unsigned max_inflight = 256;
 };
 
@@ -84,7 +87,8 @@ class Channel {
   void open_queues(bool with_eq);  // throws
   Status run(std::span<const RmaOp> ops, uint64_t key, bool is_read, Deadline deadline) noexcept;
   // Poller role: returns when `batch` advanced, the channel broke, or the deadline passed.
-  void poll_for(Batch& batch, uint64_t seen, Deadline deadline) noexcept;
+  void poll_for(Batch& batch, uint64_t seen, bool retry_post, Deadline deadline) noexcept;
+  ssize_t post_write(const RmaOp& op, uint64_t key, void* context) noexcept;  // mu_ held
   int drain() noexcept;  // reads the CQ and dispatches; returns entries handled
   void check_events() noexcept;  // EQ: FI_SHUTDOWN breaks the channel
   void complete_locked(OpSlot* slot, int error) noexcept;
@@ -94,6 +98,7 @@ class Channel {
 
   Domain& domain_;
   ChannelOptions options_;
+  std::chrono::microseconds spin_{0};
   fid_ep* ep_ = nullptr;
   fid_cq* cq_ = nullptr;
   fid_eq* eq_ = nullptr;
@@ -106,6 +111,7 @@ class Channel {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool poller_active_ = false;
+  bool delivery_complete_ = true;
   std::atomic<bool> broken_{false};
   Status failure_;
   std::unique_ptr<OpSlot[]> slots_;

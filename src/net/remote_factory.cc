@@ -1,0 +1,23 @@
+#include "net/remote_factory.h"
+
+#include <stdexcept>
+
+#include "net/auth.h"
+
+namespace emp::net {
+
+tier::Pool::RemoteFactory make_remote_factory(const Options& options, const RemoteConfig& base) {
+  RemoteConfig config = base;
+  if (!options.auth_key.empty()) {
+    config.key = options.auth_key;
+  } else if (!options.auth_key_file.empty()) {
+    config.key = read_key_file(options.auth_key_file);
+  }
+  return [config](const TierSpec& spec) -> std::unique_ptr<tier::Tier> {
+    if (spec.kind != TierSpec::Kind::kRemote)
+      throw std::invalid_argument("memory path element '" + spec.element + "' is not a remote donor");
+    return RemoteTier::connect(spec, config);
+  };
+}
+
+}  // namespace emp::net

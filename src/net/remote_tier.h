@@ -1,0 +1,129 @@
+// RemoteTier: a `<host>:<MiB>:<port>` memory-path element — a lease of DRAM on a vmd,
+// read and written with one-sided RMA through a Channel.
+//
+// Owns: the control-plane client, the libfabric Domain (kept for the tier's life, so
+// buffer registrations survive reconnects), the current data Link (channel + key +
+// remote base, shared with in-flight calls), and a supervisor thread ("emp-donor")
+// that sends heartbeats and reconnects.
+//
+// Failure model. A broken channel or control connection triggers a reconnect that
+// resumes the same lease (same memory) within vmd's grace period. If vmd no longer
+// knows the lease (it restarted), the tier takes a fresh lease and records that the
+// earlier data is lost: reads of anything written before the loss fail with EIO
+// (never zeros), new writes work, health() is kDegraded. If no reconnect succeeds
+// within the reconnect window, health() becomes kLost and every call fails with EIO;
+// each case is logged once, naming the donor. Every wait is bounded.
+//
+// Thread-safety: read/write from any number of threads; register_buffer() may race
+// with I/O. Lock order: state_mu_ -> (Channel internals); reg_mu_ and loss_mu_ are
+// leaves.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/mem_path.h"
+#include "net/channel.h"
+#include "net/control_client.h"
+#include "net/fabric.h"
+#include "tier/tier.h"
+
+namespace emp::net {
+
+struct RemoteConfig {
+  std::string key;                          // shared auth key ("" = none)
+  std::optional<Provider> provider;         // default: the donor's own (verbs or tcp)
+  std::chrono::milliseconds connect_timeout{3000};
+  std::chrono::milliseconds op_timeout{5000};        // one batch of RMA operations
+  std::chrono::milliseconds reconnect_window{10000};  // then the donor is lost
+  std::chrono::milliseconds heartbeat_interval{1000};
+  ChannelOptions channel;
+};
+
+class RemoteTier final : public tier::Tier {
+ public:
+  // Connects, authenticates and leases spec.size_bytes. Throws std::runtime_error whose
+  // message names the element, e.g. "memory path element '127.0.0.1:4096:19675':
+  // cannot connect to vmd at 127.0.0.1:19675: Connection refused".
+  static std::unique_ptr<RemoteTier> connect(const TierSpec& spec, const RemoteConfig& config);
+  ~RemoteTier() override;
+
+  Status register_buffer(void* base, size_t length) noexcept override;
+  tier::TierHealth health() const noexcept override { return health_.load(std::memory_order_acquire); }
+  std::string describe() const override;
+
+  Provider provider() const noexcept { return provider_; }
+  uint64_t lease_id() const;
+  uint64_t reconnects() const noexcept { return reconnects_.load(); }
+  bool data_lost() const noexcept { return data_lost_.load(); }
+  // Test hook: cuts the control and data connections as a network blip would.
+  void drop_connections_for_testing();
+
+ protected:
+  Status read_impl(std::span<const tier::IoSpan> spans) noexcept override;
+  Status write_impl(std::span<const tier::IoSpan> spans) noexcept override;
+
+ private:
+  struct Link {
+    std::shared_ptr<Channel> channel;
+    uint64_t key = 0;
+    uint64_t base = 0;
+    uint64_t data_epoch = 0;
+  };
+  struct Registration {
+    uintptr_t base;
+    size_t length;
+    MemoryRegion mr;
+  };
+
+  RemoteTier(const TierSpec& spec, const RemoteConfig& config);
+  void establish();  // first connection; throws
+  std::shared_ptr<Link> make_link(ControlClient& control, const protocol::LeaseGrant& grant);  // throws
+  Status transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept;
+  Status run_ops(Link& link, std::span<const tier::IoSpan> spans, bool is_read) noexcept;
+  std::shared_ptr<Link> wait_for_link(Deadline deadline) noexcept;
+  void* find_desc(const void* buffer, size_t length, bool* found) const noexcept;
+  bool readable(std::span<const tier::IoSpan> spans) const noexcept;
+  bool mark_written(const Link& link, std::span<const tier::IoSpan> spans) noexcept;
+  void supervise() noexcept;
+  void reconnect() noexcept;
+  void declare_data_loss();
+
+  const TierSpec spec_;
+  const RemoteConfig config_;
+  const std::string where_;  // "host:port"
+  Provider provider_ = Provider::kTcp;
+  std::unique_ptr<Domain> domain_;
+
+  mutable std::mutex state_mu_;
+  std::condition_variable state_cv_;
+  std::shared_ptr<Link> link_;
+  std::unique_ptr<ControlClient> control_;  // used by the supervisor (and setup/teardown)
+  ResumeTicket resume_{};
+  bool reconnect_needed_ = false;
+  bool stopping_ = false;
+  std::atomic<tier::TierHealth> health_{tier::TierHealth::kHealthy};
+  std::atomic<uint64_t> reconnects_{0};
+
+  mutable std::shared_mutex reg_mu_;
+  std::vector<Registration> registrations_;  // sorted by base
+
+  // Which 4 KiB granules hold data written in the current data epoch (consulted only
+  // after a loss).
+  mutable std::shared_mutex loss_mu_;
+  std::atomic<bool> data_lost_{false};
+  uint64_t data_epoch_ = 0;
+  std::unique_ptr<std::atomic<uint64_t>[]> valid_;
+
+  std::thread supervisor_;
+};
+
+}  // namespace emp::net

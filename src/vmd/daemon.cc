@@ -1,0 +1,484 @@
+#include "vmd/daemon.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+
+#include "common/log.h"
+#include "net/auth.h"
+#include "net/socket.h"
+
+namespace emp::vmd {
+namespace proto = net::protocol;
+
+namespace {
+
+constexpr auto kAuthTimeout = std::chrono::seconds(10);
+constexpr size_t kMaxInput = sizeof(proto::FrameHeader) + proto::kMaxPayload;
+
+void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+}  // namespace
+
+Daemon::Daemon(const VmdConfig& config)
+    : config_(config), pool_(config.pool_bytes), extents_(config.pool_bytes) {
+  if (!config_.auth_key_file.empty()) key_ = net::read_key_file(config_.auth_key_file);
+  if (!config_.bind_given) config_.bind_address = key_.empty() ? "127.0.0.1" : "";
+  const bool loopback = !config_.bind_address.empty() && net::is_loopback_address(config_.bind_address);
+  if (key_.empty() && !loopback && !config_.insecure)
+    throw std::invalid_argument("refusing to listen on " +
+                                (config_.bind_address.empty() ? std::string("all addresses") : config_.bind_address) +
+                                " without an auth key: give --auth-key-file FILE, or --insecure to allow it");
+  if (key_.empty() && !config_.bind_given)
+    EMP_INFO("vmd", "no auth key: listening on 127.0.0.1 only (use --auth-key-file to serve other hosts)");
+  instance_ = net::random_u64() & 0xffffffffULL;
+
+  // Signals first, so the exporter's thread inherits the blocked mask.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  signal_fd_ = UniqueFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_.valid()) throw std::system_error(errno, std::generic_category(), "signalfd");
+
+  net::ExporterConfig exporter_config;
+  if (config_.device == "tcp") {
+    exporter_config.provider = net::Provider::kTcp;
+  } else {
+    exporter_config.provider = net::Provider::kVerbs;
+    exporter_config.device = config_.device;
+  }
+  exporter_config.bind_address = config_.bind_address;
+  exporter_config.enable_shm = config_.enable_shm;
+  exporter_ = net::Exporter::open(exporter_config);
+
+  listen_fd_ = net::tcp_listen(config_.bind_address, config_.port);
+  set_nonblocking(listen_fd_.get());
+  if (config_.metrics_port) {
+    metrics_fd_ = net::tcp_listen(config_.metrics_address, config_.metrics_port);
+    set_nonblocking(metrics_fd_.get());
+  }
+  EMP_INFO("vmd", "pool %llu MiB (%s), control %s:%u, data plane %s, auth %s, max clients %u",
+           static_cast<unsigned long long>(pool_.size() >> 20), pool_.locked() ? "locked" : "NOT locked",
+           config_.bind_address.empty() ? "*" : config_.bind_address.c_str(), control_port(),
+           exporter_->describe().c_str(), key_.empty() ? "off" : "HMAC-SHA256", config_.max_clients);
+}
+
+Daemon::~Daemon() {
+  for (auto& [id, lease] : leases_) {
+    lease.exported.primary.reset();
+    lease.exported.shm.reset();
+  }
+  exporter_.reset();
+}
+
+uint16_t Daemon::control_port() const noexcept { return net::local_port(listen_fd_.get()); }
+
+int Daemon::run() {
+  std::fprintf(stderr, "vmd: serving %llu MiB on port %u (%s)\n", static_cast<unsigned long long>(pool_.size() >> 20),
+               control_port(), exporter_->describe().c_str());
+  while (true) {
+    std::vector<pollfd> fds;
+    fds.push_back({signal_fd_.get(), POLLIN, 0});
+    fds.push_back({listen_fd_.get(), POLLIN, 0});
+    fds.push_back({metrics_fd_.valid() ? metrics_fd_.get() : -1, POLLIN, 0});
+    const bool can_wait = exporter_->ready_to_wait();
+    fds.push_back({exporter_->event_fd(), POLLIN, 0});
+    std::vector<uint64_t> ids;
+    for (auto& [id, session] : sessions_) {
+      fds.push_back({session.fd.get(), POLLIN, 0});
+      ids.push_back(id);
+    }
+    int ready = ::poll(fds.data(), fds.size(), can_wait ? 250 : 0);
+    if (ready < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo info{};
+      (void)!::read(signal_fd_.get(), &info, sizeof info);
+      std::fprintf(stderr, "vmd: signal %u, shutting down (%zu sessions, %zu leases)\n", info.ssi_signo,
+                   sessions_.size(), leases_.size());
+      break;
+    }
+    if (fds[1].revents & POLLIN) accept_clients();
+    if (fds[2].revents & POLLIN) serve_metrics();
+    exporter_->process_events([this](std::span<const uint8_t> data) { return admit_data_connection(data); });
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!fds[4 + i].revents) continue;
+      auto it = sessions_.find(ids[i]);
+      if (it != sessions_.end()) read_session(it->second);
+    }
+    expire_timers();
+  }
+  // Clean shutdown: close sessions (data connections go with them), drop registrations.
+  std::vector<uint64_t> ids;
+  for (auto& [id, session] : sessions_) ids.push_back(id);
+  for (uint64_t id : ids) close_session(id, "shutdown");
+  std::vector<uint64_t> lease_ids;
+  for (auto& [id, lease] : leases_) lease_ids.push_back(id);
+  for (uint64_t id : lease_ids) free_lease(id, "shutdown");
+  return 0;
+}
+
+void Daemon::accept_clients() {
+  while (true) {
+    UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!fd.valid()) return;
+    ++counters_.connections_total;
+    Session session;
+    session.id = next_session_++;
+    session.peer = net::peer_address(fd.get());
+    session.fd = std::move(fd);
+    session.deadline = Clock::now() + kAuthTimeout;
+    if (sessions_.size() >= config_.max_clients) {
+      ++counters_.rejected_clients_total;
+      EMP_WARN("vmd", "refusing client %s: %u clients already connected (-c)", session.peer.c_str(), config_.max_clients);
+      reject(session, EBUSY, "too many clients (vmd -c " + std::to_string(config_.max_clients) + ")");
+      continue;
+    }
+    proto::Hello hello{};
+    hello.min_version = proto::kVersion;
+    hello.max_version = proto::kVersion;
+    hello.flags = key_.empty() ? 0 : proto::kHelloAuthRequired;
+    hello.providers = exporter_->providers_mask();
+    net::random_bytes(hello.server_nonce);
+    std::memcpy(session.server_nonce, hello.server_nonce, sizeof hello.server_nonce);
+    hello.pool_bytes = pool_.size();
+    hello.free_bytes = extents_.free_bytes();
+    EMP_INFO("vmd", "client %s connected (session %llu)", session.peer.c_str(),
+             static_cast<unsigned long long>(session.id));
+    if (!send(session, proto::encode(hello))) continue;
+    uint64_t id = session.id;
+    sessions_.emplace(id, std::move(session));
+  }
+}
+
+bool Daemon::send(Session& session, const std::vector<uint8_t>& bytes) {
+  // Replies are small; a client that does not read them is dropped rather than
+  // allowed to stall the loop.
+  Status status = net::send_all(session.fd.get(), bytes, net::deadline_after(std::chrono::milliseconds(200)));
+  if (!status) EMP_INFO("vmd", "client %s: %s", session.peer.c_str(), status.to_string().c_str());
+  return status.is_ok();
+}
+
+bool Daemon::reject(Session& session, int code, const std::string& text, uint32_t sequence) {
+  (void)send(session, proto::encode(proto::make_error(code, text), sequence));
+  return false;
+}
+
+void Daemon::read_session(Session& session) {
+  uint64_t id = session.id;
+  uint8_t buffer[4096];
+  while (true) {
+    ssize_t n = ::recv(session.fd.get(), buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n == 0) return close_session(id, "disconnected");
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      return close_session(id, "receive error");
+    }
+    session.input.insert(session.input.end(), buffer, buffer + n);
+    // Parse every complete frame; the buffer never holds more than one frame's bound.
+    while (true) {
+      auto header = proto::peek_header(session.input);
+      if (!header) break;
+      proto::HeaderCheck check = proto::check_header(*header);
+      if (check != proto::HeaderCheck::kOk) {
+        ++counters_.protocol_errors_total;
+        EMP_WARN("vmd", "client %s sent a malformed message (%s); closing", session.peer.c_str(),
+                 proto::to_string(check));
+        reject(session, EPROTO, std::string("malformed message: ") + proto::to_string(check), header->sequence);
+        return close_session(id, "protocol error");
+      }
+      size_t total = sizeof(proto::FrameHeader) + header->length;
+      if (session.input.size() < total) break;
+      std::span<const uint8_t> payload(session.input.data() + sizeof(proto::FrameHeader), header->length);
+      bool keep = handle_frame(session, *header, payload);
+      if (!keep) return close_session(id, "request refused");
+      session.input.erase(session.input.begin(), session.input.begin() + static_cast<ptrdiff_t>(total));
+    }
+    if (session.input.size() > kMaxInput) {
+      ++counters_.protocol_errors_total;
+      return close_session(id, "oversized input");
+    }
+  }
+}
+
+bool Daemon::handle_frame(Session& session, const proto::FrameHeader& header, std::span<const uint8_t> payload) {
+  auto type = static_cast<proto::MessageType>(header.type);
+  if (session.state == SessionState::kAwaitAuth) {
+    auto auth = proto::decode<proto::Auth>(header, payload);
+    if (!auth) {
+      ++counters_.protocol_errors_total;
+      return reject(session, EPROTO, std::string("expected Auth, got ") + proto::to_string(type), header.sequence);
+    }
+    return handle_auth(session, *auth, header.sequence);
+  }
+  session.deadline = Clock::now() + config_.idle_timeout;
+  switch (type) {
+    case proto::MessageType::kLeaseRequest:
+      return handle_lease(session, *proto::decode<proto::LeaseRequest>(header, payload), header.sequence);
+    case proto::MessageType::kHeartbeat: {
+      auto beat = *proto::decode<proto::Heartbeat>(header, payload);
+      auto it = leases_.find(session.lease);
+      if (it != leases_.end() && beat.lease_id == session.lease) {
+        Lease& lease = it->second;
+        uint64_t now[4] = {beat.bytes_read, beat.bytes_written, beat.read_ops, beat.write_ops};
+        uint64_t* totals[4] = {&counters_.bytes_read_total, &counters_.bytes_written_total, &counters_.read_ops_total,
+                               &counters_.write_ops_total};
+        for (int i = 0; i < 4; ++i) {
+          if (now[i] >= lease.reported[i]) *totals[i] += now[i] - lease.reported[i];
+          lease.reported[i] = now[i];
+        }
+      }
+      return send(session, proto::encode(proto::HeartbeatAck{beat.lease_id}, header.sequence));
+    }
+    case proto::MessageType::kRelease: {
+      auto release = *proto::decode<proto::Release>(header, payload);
+      if (release.lease_id != session.lease || session.lease == 0)
+        return reject(session, ENOENT, "no such lease on this connection", header.sequence);
+      free_lease(session.lease, "released");
+      ++counters_.leases_released_total;
+      session.lease = 0;
+      return send(session, proto::encode(proto::ReleaseOk{release.lease_id}, header.sequence));
+    }
+    default:
+      ++counters_.protocol_errors_total;
+      return reject(session, EPROTO, std::string("unexpected message ") + proto::to_string(type), header.sequence);
+  }
+}
+
+bool Daemon::handle_auth(Session& session, const proto::Auth& auth, uint32_t sequence) {
+  proto::AuthOk ok{};
+  if (!key_.empty()) {
+    net::Mac expected = net::auth_mac(key_, net::kClientLabel, session.server_nonce, auth.client_nonce);
+    if (!net::constant_time_equal(expected, auth.mac)) {
+      ++counters_.auth_failures_total;
+      EMP_WARN("vmd", "client %s failed authentication (wrong key)", session.peer.c_str());
+      return reject(session, EACCES, "authentication failed: wrong auth key", sequence);
+    }
+    net::Mac proof = net::auth_mac(key_, net::kServerLabel, auth.client_nonce, session.server_nonce);
+    std::memcpy(ok.mac, proof.data(), proof.size());
+  }
+  session.state = SessionState::kReady;
+  session.deadline = Clock::now() + config_.idle_timeout;
+  return send(session, proto::encode(ok, sequence));
+}
+
+bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, uint32_t sequence) {
+  if (session.lease != 0) return reject(session, EEXIST, "this connection already holds a lease", sequence);
+  auto provider = net::provider_from_wire(request.provider);
+  if (!provider || !(exporter_->providers_mask() & request.provider))
+    return reject(session, EPROTONOSUPPORT, "data-plane provider not served by this vmd", sequence);
+  Lease* lease = nullptr;
+  bool resumed = false;
+  if (request.flags & proto::kLeaseResume) {
+    auto it = leases_.find(request.lease_id);
+    if (it == leases_.end() || !net::constant_time_equal(it->second.resume_token, request.resume_token) ||
+        it->second.size < request.size_bytes)
+      return reject(session, ENOENT, "unknown lease (vmd restarted or the grace period expired)", sequence);
+    lease = &it->second;
+    if (lease->session != 0) {
+      // The old connection is dead but not yet noticed: the resuming client takes over.
+      uint64_t old = lease->session;
+      auto old_it = sessions_.find(old);
+      if (old_it != sessions_.end()) old_it->second.lease = 0;
+      detach_lease(*lease);
+      close_session(old, "superseded by a resuming client");
+    }
+    if (lease->provider != *provider) {
+      if (lease->provider == net::Provider::kShm) exporter_->shm_client_detached();
+      if (*provider == net::Provider::kShm) exporter_->shm_client_attached();
+      lease->provider = *provider;
+    }
+    resumed = true;
+    ++counters_.leases_resumed_total;
+  } else {
+    if (request.size_bytes == 0 || request.size_bytes > pool_.size())
+      return reject(session, EINVAL, "lease size out of range", sequence);
+    auto offset = extents_.allocate(request.size_bytes);
+    if (!offset)
+      return reject(session, ENOSPC,
+                    "not enough free memory: " + std::to_string(request.size_bytes >> 20) + " MiB asked, " +
+                        std::to_string(extents_.free_bytes() >> 20) + " MiB free",
+                    sequence);
+    Lease fresh;
+    fresh.id = (instance_ << 32) | (next_lease_++ & 0xffffffffULL);
+    fresh.offset = *offset;
+    fresh.size = ExtentAllocator::round(request.size_bytes);
+    fresh.provider = *provider;
+    net::random_bytes(fresh.resume_token);
+    try {
+      fresh.exported = exporter_->export_memory(pool_.data() + fresh.offset, fresh.size);
+    } catch (const std::exception& error) {
+      extents_.release(fresh.offset, fresh.size);
+      EMP_ERROR("vmd", "%s", error.what());
+      return reject(session, EIO, error.what(), sequence);
+    }
+    if (fresh.provider == net::Provider::kShm) exporter_->shm_client_attached();
+    ++counters_.leases_granted_total;
+    lease = &leases_.emplace(fresh.id, std::move(fresh)).first->second;
+  }
+  lease->session = session.id;
+  net::random_bytes(lease->ticket);  // a fresh data-connection ticket per attachment
+  session.lease = lease->id;
+
+  proto::LeaseGrant grant{};
+  grant.lease_id = lease->id;
+  grant.size_bytes = lease->size;
+  const std::byte* base = pool_.data() + lease->offset;
+  grant.remote_base = exporter_->remote_base(*provider, base);
+  grant.mr_key = *provider == net::Provider::kShm ? lease->exported.shm.key() : lease->exported.primary.key();
+  std::memcpy(grant.resume_token, lease->resume_token, sizeof grant.resume_token);
+  std::memcpy(grant.ticket, lease->ticket, sizeof grant.ticket);
+  grant.provider = request.provider;
+  grant.flags = resumed ? proto::kGrantResumed : 0;
+  grant.data_port = exporter_->data_port();
+  if (*provider == net::Provider::kShm) {
+    const auto& name = exporter_->shm_name();
+    grant.address_length = static_cast<uint16_t>(std::min(name.size(), proto::kMaxAddressBytes));
+    std::memcpy(grant.address, name.data(), grant.address_length);
+  }
+  EMP_INFO("vmd", "client %s: %s lease %llx (%llu MiB at offset %llu MiB, %s)", session.peer.c_str(),
+           resumed ? "resumed" : "granted", static_cast<unsigned long long>(lease->id),
+           static_cast<unsigned long long>(lease->size >> 20), static_cast<unsigned long long>(lease->offset >> 20),
+           net::to_string(*provider));
+  return send(session, proto::encode(grant, sequence));
+}
+
+uint64_t Daemon::admit_data_connection(std::span<const uint8_t> data) {
+  proto::DataConnect request{};
+  if (data.size() < sizeof request) {
+    ++counters_.data_connections_rejected_total;
+    return 0;
+  }
+  std::memcpy(&request, data.data(), sizeof request);
+  auto it = leases_.find(request.lease_id);
+  if (request.magic != proto::kDataMagic || request.version != proto::kVersion || it == leases_.end() ||
+      it->second.session == 0 || !net::constant_time_equal(it->second.ticket, request.ticket)) {
+    ++counters_.data_connections_rejected_total;
+    EMP_WARN("vmd", "rejected a data connection with an invalid ticket");
+    return 0;
+  }
+  return it->second.session;
+}
+
+void Daemon::detach_lease(Lease& lease) {
+  if (lease.session) exporter_->disconnect(lease.session);
+  lease.session = 0;
+  lease.expires = Clock::now() + config_.grace;
+}
+
+void Daemon::close_session(uint64_t id, const char* why) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& session = it->second;
+  EMP_INFO("vmd", "client %s (session %llu): %s", session.peer.c_str(), static_cast<unsigned long long>(id), why);
+  if (session.lease) {
+    auto lease = leases_.find(session.lease);
+    if (lease != leases_.end() && lease->second.session == id) {
+      detach_lease(lease->second);
+      if (config_.grace.count() == 0) free_lease(lease->first, "client gone (no grace period)");
+    }
+  }
+  exporter_->disconnect(id);
+  sessions_.erase(it);
+}
+
+void Daemon::free_lease(uint64_t id, const char* why) {
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  Lease& lease = it->second;
+  if (lease.session) exporter_->disconnect(lease.session);
+  if (lease.provider == net::Provider::kShm) exporter_->shm_client_detached();
+  // No one can reach the memory once its registrations are closed; then scrub it.
+  lease.exported.primary.reset();
+  lease.exported.shm.reset();
+  std::memset(pool_.data() + lease.offset, 0, lease.size);
+  extents_.release(lease.offset, lease.size);
+  EMP_INFO("vmd", "lease %llx (%llu MiB) %s; zeroed and freed", static_cast<unsigned long long>(id),
+           static_cast<unsigned long long>(lease.size >> 20), why);
+  leases_.erase(it);
+}
+
+void Daemon::expire_timers() {
+  auto now = Clock::now();
+  std::vector<uint64_t> stale;
+  for (auto& [id, session] : sessions_)
+    if (now >= session.deadline) stale.push_back(id);
+  for (uint64_t id : stale) {
+    auto it = sessions_.find(id);
+    bool authenticated = it->second.state == SessionState::kReady;
+    if (!authenticated) ++counters_.auth_failures_total;
+    close_session(id, authenticated ? "idle timeout" : "did not authenticate in time");
+  }
+  std::vector<uint64_t> expired;
+  for (auto& [id, lease] : leases_)
+    if (lease.session == 0 && now >= lease.expires) expired.push_back(id);
+  for (uint64_t id : expired) {
+    ++counters_.leases_expired_total;
+    free_lease(id, "expired (client did not come back within the grace period)");
+  }
+}
+
+void Daemon::serve_metrics() {
+  while (true) {
+    UniqueFd fd(::accept4(metrics_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!fd.valid()) return;
+    timeval tv{0, 200'000};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char request[2048];
+    (void)!::recv(fd.get(), request, sizeof request, 0);
+    std::string body = metrics_text();
+    std::string response = "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    (void)net::send_all(fd.get(), {reinterpret_cast<const uint8_t*>(response.data()), response.size()},
+                        net::deadline_after(std::chrono::milliseconds(200)));
+  }
+}
+
+std::string Daemon::metrics_text() const {
+  std::ostringstream out;
+  auto metric = [&](const char* name, const char* type, const char* help, uint64_t value) {
+    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n' << name << ' ' << value << '\n';
+  };
+  uint64_t active = 0, orphaned = 0, leased = 0;
+  for (const auto& [id, lease] : leases_) {
+    (lease.session ? active : orphaned) += 1;
+    leased += lease.size;
+  }
+  metric("emp_vmd_pool_bytes", "gauge", "Donated memory.", pool_.size());
+  metric("emp_vmd_pool_locked", "gauge", "1 if the pool is locked in RAM.", pool_.locked() ? 1 : 0);
+  metric("emp_vmd_leased_bytes", "gauge", "Memory held by leases.", leased);
+  metric("emp_vmd_free_bytes", "gauge", "Memory available for new leases.", extents_.free_bytes());
+  metric("emp_vmd_clients", "gauge", "Connected control sessions.", sessions_.size());
+  metric("emp_vmd_leases_active", "gauge", "Leases attached to a client.", active);
+  metric("emp_vmd_leases_orphaned", "gauge", "Leases in their grace period.", orphaned);
+  metric("emp_vmd_data_connections", "gauge", "Open data-plane connections.", exporter_->connection_count());
+  metric("emp_vmd_connections_total", "counter", "Control connections accepted.", counters_.connections_total);
+  metric("emp_vmd_auth_failures_total", "counter", "Failed or missing authentications.", counters_.auth_failures_total);
+  metric("emp_vmd_protocol_errors_total", "counter", "Malformed or unexpected messages.", counters_.protocol_errors_total);
+  metric("emp_vmd_rejected_clients_total", "counter", "Clients refused by -c.", counters_.rejected_clients_total);
+  metric("emp_vmd_leases_granted_total", "counter", "Leases granted.", counters_.leases_granted_total);
+  metric("emp_vmd_leases_resumed_total", "counter", "Leases resumed after a reconnect.", counters_.leases_resumed_total);
+  metric("emp_vmd_leases_expired_total", "counter", "Leases freed after the grace period.", counters_.leases_expired_total);
+  metric("emp_vmd_leases_released_total", "counter", "Leases released by their client.", counters_.leases_released_total);
+  metric("emp_vmd_data_connections_rejected_total", "counter", "Data connections with an invalid ticket.",
+         counters_.data_connections_rejected_total);
+  metric("emp_vmd_bytes_read_total", "counter", "Bytes clients read (reported by their heartbeats).",
+         counters_.bytes_read_total);
+  metric("emp_vmd_bytes_written_total", "counter", "Bytes clients wrote (reported by their heartbeats).",
+         counters_.bytes_written_total);
+  metric("emp_vmd_read_ops_total", "counter", "Read operations (reported by clients).", counters_.read_ops_total);
+  metric("emp_vmd_write_ops_total", "counter", "Write operations (reported by clients).", counters_.write_ops_total);
+  return out.str();
+}
+
+}  // namespace emp::vmd

@@ -1,0 +1,119 @@
+// Daemon: vmd's composition root and event loop. It owns the locked pool, the lease
+// table, the libfabric Exporter (data plane) and every client's control session.
+//
+// One thread (run()) handles everything on the control plane with poll(): the control
+// listener, each session's non-blocking socket (frames reassembled in a bounded
+// buffer and validated by protocol.h before use), the data plane's connection-manager
+// queue, the metrics listener, a signalfd (SIGTERM/SIGINT) and timers (authentication
+// deadlines, idle sessions, lease grace periods). The Exporter's own progress thread
+// is the only other thread. Malformed input earns an Error reply and a closed
+// session; it never reaches anything but the parser.
+//
+// Leases: one per session; a closed session leaves its lease orphaned for the grace
+// period, during which a client presenting the lease id and resume token re-attaches
+// it (same memory, same key). Expired or released leases are zeroed and their
+// registrations closed before the extent is reused.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "net/exporter.h"
+#include "net/protocol.h"
+#include "vmd/config.h"
+#include "vmd/pool_memory.h"
+
+namespace emp::vmd {
+
+using Clock = std::chrono::steady_clock;
+
+struct Counters {
+  uint64_t connections_total = 0;
+  uint64_t auth_failures_total = 0;
+  uint64_t protocol_errors_total = 0;
+  uint64_t rejected_clients_total = 0;
+  uint64_t leases_granted_total = 0;
+  uint64_t leases_resumed_total = 0;
+  uint64_t leases_expired_total = 0;
+  uint64_t leases_released_total = 0;
+  uint64_t data_connections_rejected_total = 0;
+  uint64_t bytes_read_total = 0;  // as reported by clients' heartbeats
+  uint64_t bytes_written_total = 0;
+  uint64_t read_ops_total = 0;
+  uint64_t write_ops_total = 0;
+};
+
+class Daemon {
+ public:
+  // Allocates and locks the pool, opens the data plane and the listeners. Throws.
+  // Blocks SIGTERM/SIGINT in the calling thread (do it before starting other threads).
+  explicit Daemon(const VmdConfig& config);
+  ~Daemon();
+  // Serves until SIGTERM/SIGINT. Returns the exit code.
+  int run();
+  uint16_t control_port() const noexcept;
+
+ private:
+  struct Lease {
+    uint64_t id = 0;
+    uint64_t offset = 0;
+    uint64_t size = 0;
+    net::Provider provider = net::Provider::kTcp;
+    uint8_t resume_token[net::protocol::kTokenBytes] = {};
+    uint8_t ticket[net::protocol::kTokenBytes] = {};
+    net::Exporter::Export exported;
+    uint64_t session = 0;  // 0 = orphaned
+    Clock::time_point expires{};
+    // Last cumulative counters a client reported, to add only the increase.
+    uint64_t reported[4] = {};
+  };
+  enum class SessionState { kAwaitAuth, kReady };
+  struct Session {
+    uint64_t id = 0;
+    UniqueFd fd;
+    std::string peer;
+    SessionState state = SessionState::kAwaitAuth;
+    uint8_t server_nonce[net::protocol::kNonceBytes] = {};
+    std::vector<uint8_t> input;
+    uint64_t lease = 0;
+    Clock::time_point deadline{};  // authentication deadline, then idle deadline
+  };
+
+  void accept_clients();
+  void serve_metrics();
+  void read_session(Session& session);
+  // Handles one complete frame; returns false when the session must close.
+  bool handle_frame(Session& session, const net::protocol::FrameHeader& header, std::span<const uint8_t> payload);
+  bool handle_auth(Session& session, const net::protocol::Auth& auth, uint32_t sequence);
+  bool handle_lease(Session& session, const net::protocol::LeaseRequest& request, uint32_t sequence);
+  bool reject(Session& session, int code, const std::string& text, uint32_t sequence = 0);
+  bool send(Session& session, const std::vector<uint8_t>& bytes);
+  void close_session(uint64_t id, const char* why);
+  void detach_lease(Lease& lease);
+  void free_lease(uint64_t id, const char* why);
+  void expire_timers();
+  uint64_t admit_data_connection(std::span<const uint8_t> private_data);
+  std::string metrics_text() const;
+
+  VmdConfig config_;
+  std::string key_;
+  PoolMemory pool_;
+  ExtentAllocator extents_;
+  std::unique_ptr<net::Exporter> exporter_;
+  UniqueFd listen_fd_;
+  UniqueFd metrics_fd_;
+  UniqueFd signal_fd_;
+  std::map<uint64_t, Session> sessions_;
+  std::map<uint64_t, Lease> leases_;
+  uint64_t next_session_ = 1;
+  uint64_t next_lease_ = 1;
+  uint64_t instance_ = 0;  // random per start: lease ids never repeat across restarts
+  Counters counters_;
+};
+
+}  // namespace emp::vmd
