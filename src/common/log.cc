@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <time.h>
+
 #include <cstdarg>
 #include <cstdio>
 
@@ -36,6 +38,20 @@ bool parse_level(std::string_view text, Level* out) noexcept {
       return true;
     }
   }
+  return false;
+}
+
+bool RateLimit::allow(uint64_t* suppressed) noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+  uint64_t start = window_start_ns_.load(std::memory_order_relaxed);
+  if (now - start >= 1000000000ULL && window_start_ns_.compare_exchange_strong(start, now)) in_window_.store(0);
+  if (in_window_.fetch_add(1, std::memory_order_relaxed) < kBurst) {
+    *suppressed = suppressed_.exchange(0, std::memory_order_relaxed);
+    return true;
+  }
+  suppressed_.fetch_add(1, std::memory_order_relaxed);
   return false;
 }
 

@@ -50,7 +50,7 @@ bool Pager::install(uintptr_t destination, const std::byte* source, size_t lengt
       continue;
     }
     if (!error) continue;  // EAGAIN: the address space changed under us; retry the rest
-    EMP_ERROR("pager", "%s at %#lx (+%zu bytes)", error.to_string().c_str(), destination + done, length - done);
+    EMP_ERROR_LIMITED("pager", "%s at %#lx (+%zu bytes)", error.to_string().c_str(), destination + done, length - done);
     return false;
   }
   return true;
@@ -69,7 +69,7 @@ bool Pager::read_subblocks(Region& region, size_t index, size_t first, size_t la
   Status status = pool_.read_batch(region.block(index).slot, {scratch.spans, count});
   if (!status) {
     counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-    EMP_ERROR("pager", "reading block at %#lx from %s: %s", range.start,
+    EMP_ERROR_LIMITED("pager", "reading block at %#lx from %s: %s", range.start,
               pool_.tier(region.block(index).slot.tier()).name().c_str(), status.to_string().c_str());
   }
   return status.is_ok();
@@ -128,7 +128,7 @@ void Pager::make_dirty(Region& region, size_t index, uint32_t word) noexcept {
   BlockMeta& block = region.block(index);
   BlockRange range = region.block_range(index);
   Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
-  if (!status) EMP_ERROR("pager", "%s at %#lx", status.to_string().c_str(), range.start);
+  if (!status) EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), range.start);
   uint32_t heat = BlockMeta::heat_of(word);
   uint32_t next = word | BlockMeta::kDirty;
   if (heat < BlockMeta::kMaxHeat) next += 1u << BlockMeta::kHeatShift;
@@ -138,7 +138,7 @@ void Pager::make_dirty(Region& region, size_t index, uint32_t word) noexcept {
 
 void Pager::drop(const BlockRange& range) noexcept {
   if (os::raw_madvise(range.pointer(), range.length, MADV_DONTNEED) != 0)
-    EMP_ERROR("pager", "madvise(DONTNEED) at %#lx: %s", range.start, std::strerror(errno));
+    EMP_ERROR_LIMITED("pager", "madvise(DONTNEED) at %#lx: %s", range.start, std::strerror(errno));
 }
 
 uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch) noexcept {
@@ -156,7 +156,7 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
       if (!block.slot.valid()) {
         auto slot = pool_.allocate(slot_bytes);
         if (!slot) {
-          EMP_ERROR("pager", "no second-tier space for block at %#lx: %s", range.start, slot.status().to_string().c_str());
+          EMP_ERROR_LIMITED("pager", "no second-tier space for block at %#lx: %s", range.start, slot.status().to_string().c_str());
           written[i] = false;
           continue;
         }
@@ -166,7 +166,7 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
       Status status = pool_.write(block.slot, staging + scratch.spans[i - first].offset, range.length);
       if (!status) {
         counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-        EMP_ERROR("pager", "writing block at %#lx to %s: %s", range.start, pool_.tier(block.slot.tier()).name().c_str(),
+        EMP_ERROR_LIMITED("pager", "writing block at %#lx to %s: %s", range.start, pool_.tier(block.slot.tier()).name().c_str(),
                   status.to_string().c_str());
         written[i] = false;
         continue;
@@ -183,7 +183,7 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
     if (used + range.length > capacity || i - first >= Scratch::kMaxSpans) flush(i);
     Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/true, /*wake=*/false);
     if (!status) {
-      EMP_ERROR("pager", "%s at %#lx", status.to_string().c_str(), range.start);
+      EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), range.start);
       written[i] = false;
       continue;
     }
@@ -214,9 +214,10 @@ uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratc
     BlockMeta& block = v.region->block(v.index);
     BlockRange range = v.region->block_range(v.index);
     if (dirty[i] && !written[i]) {
-      // Write-back failed: keep the block resident and writable.
+      // Write-back failed: keep the block resident and writable, and hot so the next
+      // sweeps try other blocks first.
       (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
-      block.release(v.word);
+      block.release(v.word | BlockMeta::kHeatMask);
       continue;
     }
     drop(range);

@@ -9,6 +9,10 @@
 
 namespace emp::testing {
 
+TempFiles::~TempFiles() {
+  for (const auto& file : files) ::unlink(file.c_str());
+}
+
 const char* to_string(TierKind kind) {
   switch (kind) {
     case TierKind::kMemory: return "memory";

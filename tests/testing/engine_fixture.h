@@ -27,6 +27,15 @@ struct EngineSetup {
   TierKind tier = TierKind::kMemory;
 };
 
+// Scratch files of one test, removed when it ends.
+struct TempFiles {
+  std::vector<std::string> files;
+  TempFiles() = default;
+  TempFiles(const TempFiles&) = delete;
+  TempFiles& operator=(const TempFiles&) = delete;
+  ~TempFiles();
+};
+
 // A unique scratch file path under /var/tmp (removed by the caller or at exit).
 std::string temp_tier_path(const std::string& tag);
 std::unique_ptr<tier::Pool> make_pool(TierKind kind, uint64_t bytes, std::vector<std::string>* files);
