@@ -54,7 +54,9 @@ TierSpec parse_tier(std::string_view element) {
     auto fields = split(element, ':');
     if (fields.size() != 3) fail(element, "expected /path:<MiB>:<offset MiB>");
     spec.location = std::string(fields[0]);
-    spec.kind = spec.location.rfind("/dev/", 0) == 0 ? TierSpec::Kind::kDevice : TierSpec::Kind::kFile;
+    // /dev/shm holds ordinary (tmpfs) files, created on demand like any other file.
+    bool under_dev = spec.location.rfind("/dev/", 0) == 0 && spec.location.rfind("/dev/shm/", 0) != 0;
+    spec.kind = under_dev ? TierSpec::Kind::kDevice : TierSpec::Kind::kFile;
     spec.size_bytes = parse_mib(element, fields[1], "size", false);
     spec.offset_bytes = parse_mib(element, fields[2], "offset", true);
     return spec;

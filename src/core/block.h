@@ -31,10 +31,22 @@ class BlockMeta {
   static constexpr uint32_t kFreqShift = 7;      // refault frequency 0..3
   static constexpr uint32_t kFreqMask = 0x3u << kFreqShift;
   static constexpr uint32_t kMaxHeat = 3;
+  // Write prediction: a block written in its recent residencies is mapped writable on
+  // a read fault (saving the write-protect fault that would follow). The streak (0..3)
+  // is set to 3 by a proven write, lowered by one by each eviction of a block mapped
+  // writable on prediction alone (so the guess is re-checked), cleared by a clean one.
+  static constexpr uint32_t kWriteShift = 9;
+  static constexpr uint32_t kWriteMask = 0x3u << kWriteShift;
+  static constexpr uint32_t kPredicted = 1u << 11;  // mapped writable on prediction
+  static constexpr uint32_t kPredictWritesAt = 2;
 
   static BlockState state_of(uint32_t word) noexcept { return static_cast<BlockState>(word & kStateMask); }
   static uint32_t heat_of(uint32_t word) noexcept { return (word & kHeatMask) >> kHeatShift; }
   static uint32_t freq_of(uint32_t word) noexcept { return (word & kFreqMask) >> kFreqShift; }
+  static uint32_t write_streak_of(uint32_t word) noexcept { return (word & kWriteMask) >> kWriteShift; }
+  static uint32_t with_write_streak(uint32_t word, uint32_t streak) noexcept {
+    return (word & ~kWriteMask) | (streak << kWriteShift);
+  }
 
   uint32_t load() const noexcept { return word_.load(std::memory_order_acquire); }
 

@@ -79,10 +79,15 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
                  Scratch& scratch) noexcept {
   BlockMeta& block = region.block(index);
   BlockRange range = region.block_range(index);
-  const bool protect = !is_write;
+  const bool predicted = !is_write && BlockMeta::state_of(word) == BlockState::kEvicted &&
+                         BlockMeta::write_streak_of(word) >= BlockMeta::kPredictWritesAt;
+  const bool protect = !is_write && !predicted;
   uint32_t freq = BlockMeta::freq_of(word);
-  uint32_t next = (word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask | BlockMeta::kFreqMask)) |
-                  static_cast<uint32_t>(BlockState::kResident) | (is_write ? BlockMeta::kDirty : 0);
+  uint32_t next = (word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask | BlockMeta::kFreqMask |
+                            BlockMeta::kPredicted)) |
+                  static_cast<uint32_t>(BlockState::kResident);
+  if (is_write) next = BlockMeta::with_write_streak(next | BlockMeta::kDirty, 3);
+  if (predicted) next |= BlockMeta::kDirty | BlockMeta::kPredicted;
   if (BlockMeta::state_of(word) == BlockState::kEmpty) {
     if (!install(range.start, zeros_.data(), range.length, protect)) return false;
     counters_.faults_zero.fetch_add(1, std::memory_order_relaxed);
@@ -130,7 +135,7 @@ void Pager::make_dirty(Region& region, size_t index, uint32_t word) noexcept {
   Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
   if (!status) EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), range.start);
   uint32_t heat = BlockMeta::heat_of(word);
-  uint32_t next = word | BlockMeta::kDirty;
+  uint32_t next = BlockMeta::with_write_streak(word | BlockMeta::kDirty, 3);
   if (heat < BlockMeta::kMaxHeat) next += 1u << BlockMeta::kHeatShift;
   counters_.faults_write_protect.fetch_add(1, std::memory_order_relaxed);
   block.release(next);
@@ -221,7 +226,10 @@ uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratc
       continue;
     }
     drop(range);
-    uint32_t next = v.word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask);
+    uint32_t next = v.word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask | BlockMeta::kPredicted);
+    uint32_t streak = BlockMeta::write_streak_of(v.word);
+    if (!dirty[i]) next = BlockMeta::with_write_streak(next, 0);
+    else if ((v.word & BlockMeta::kPredicted) && streak > 0) next = BlockMeta::with_write_streak(next, streak - 1);
     if (dirty[i]) {
       next |= BlockMeta::kHasCopy;
       counters_.evictions_dirty.fetch_add(1, std::memory_order_relaxed);
