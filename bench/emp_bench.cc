@@ -323,8 +323,9 @@ int run(const Args& args) {
                 stats.fetch_latency.percentile_ns(0.5) / 1e3, stats.fetch_latency.percentile_ns(0.99) / 1e3);
     std::printf("%-22s %s read, %s written\n", "second-tier bytes", format_size(stats.bytes_read).c_str(),
                 format_size(stats.bytes_written).c_str());
-    std::printf("%-22s clean %llu, dirty %llu\n", "evictions", (unsigned long long)stats.evictions_clean,
-                (unsigned long long)stats.evictions_dirty);
+    std::printf("%-22s clean %llu, dirty %llu (batches on the fault path: %llu)\n", "evictions",
+                (unsigned long long)stats.evictions_clean, (unsigned long long)stats.evictions_dirty,
+                (unsigned long long)stats.evictions_direct);
     std::printf("%-22s managed peak %s (budget %s + slack %s); process RSS max %s (%s before the run)\n", "resident",
                 format_size(stats.peak_resident_bytes).c_str(), format_size(args.local_bytes).c_str(),
                 format_size(slack).c_str(), format_size(rss_max).c_str(), format_size(rss_before).c_str());
@@ -358,6 +359,7 @@ int run(const Args& args) {
          << ",\"fetch_p99_us\":" << stats.fetch_latency.percentile_ns(0.99) / 1e3
          << ",\"bytes_read\":" << stats.bytes_read << ",\"bytes_written\":" << stats.bytes_written
          << ",\"evictions_clean\":" << stats.evictions_clean << ",\"evictions_dirty\":" << stats.evictions_dirty
+         << ",\"evictions_direct\":" << stats.evictions_direct
          << ",\"peak_resident_bytes\":" << stats.peak_resident_bytes << ",\"slack_bytes\":" << slack
          << ",\"rss_max_bytes\":" << rss_max << ",\"rss_before_bytes\":" << rss_before;
   }

@@ -1,6 +1,7 @@
 #include "core/engine.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -55,6 +56,11 @@ Engine::Engine(EngineConfig config, os::Userfaultfd uffd)
               std::move(config.fatal)) {}
 
 Engine::~Engine() {
+  if (options_.print_stats) {
+    std::string text = "EMP statistics\n" + stats().to_text();
+    ssize_t ignored = ::write(STDERR_FILENO, text.data(), text.size());
+    (void)ignored;
+  }
   evictor_.stop();
   faults_.stop();
   for (const auto& region : *regions_.snapshot()) (void)release(reinterpret_cast<void*>(region->base()));

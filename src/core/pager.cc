@@ -147,56 +147,68 @@ void Pager::drop(const BlockRange& range) noexcept {
 }
 
 uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch) noexcept {
-  // Freeze each dirty block (write-protect), copy it to staging, then write the batch.
+  // Chunk by chunk (as much as the staging memory holds): freeze each dirty block
+  // (write-protect), copy it to staging, then write the chunk with one batch per tier.
   std::byte* staging = scratch.staging.data();
-  size_t capacity = scratch.staging.size(), used = 0, first = 0;
+  const size_t capacity = scratch.staging.size();
   uint64_t bytes = 0;
-  auto flush = [&](size_t end) {
-    for (size_t i = first; i < end; ++i) {
-      if (!written[i]) continue;
-      Victim& v = victims[i];
+  size_t members[Scratch::kMaxSpans];  // victim index of each staged block
+  size_t next = 0;
+  while (next < victims.size()) {
+    size_t staged = 0, used = 0;
+    for (; next < victims.size() && staged < Scratch::kMaxSpans; ++next) {
+      if (!written[next]) continue;
+      Victim& v = victims[next];
       BlockMeta& block = v.region->block(v.index);
       BlockRange range = v.region->block_range(v.index);
-      uint64_t slot_bytes = v.region->slot_bytes(v.index);
+      if (used + range.length > capacity) break;
       if (!block.slot.valid()) {
-        auto slot = pool_.allocate(slot_bytes);
+        auto slot = pool_.allocate(v.region->slot_bytes(v.index));
         if (!slot) {
-          EMP_ERROR_LIMITED("pager", "no second-tier space for block at %#lx: %s", range.start, slot.status().to_string().c_str());
-          written[i] = false;
+          EMP_ERROR_LIMITED("pager", "no second-tier space for block at %#lx: %s", range.start,
+                            slot.status().to_string().c_str());
+          written[next] = false;
           continue;
         }
         block.slot = *slot;
       }
-      // Staging offsets were assigned in order; find this block's copy.
-      Status status = pool_.write(block.slot, staging + scratch.spans[i - first].offset, range.length);
+      Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/true, /*wake=*/false);
       if (!status) {
-        counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-        EMP_ERROR_LIMITED("pager", "writing block at %#lx to %s: %s", range.start, pool_.tier(block.slot.tier()).name().c_str(),
-                  status.to_string().c_str());
-        written[i] = false;
+        EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), range.start);
+        written[next] = false;
         continue;
       }
-      bytes += range.length;
+      std::memcpy(staging + used, range.pointer(), range.length);
+      scratch.spans[staged] = tier::IoSpan{block.slot.offset(), staging + used, range.length};
+      members[staged++] = next;
+      used += range.length;
     }
-    first = end;
-    used = 0;
-  };
-  for (size_t i = 0; i < victims.size(); ++i) {
-    if (!written[i]) continue;
-    Victim& v = victims[i];
-    BlockRange range = v.region->block_range(v.index);
-    if (used + range.length > capacity || i - first >= Scratch::kMaxSpans) flush(i);
-    Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/true, /*wake=*/false);
-    if (!status) {
-      EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), range.start);
-      written[i] = false;
-      continue;
+    // One write batch per tier among the staged blocks.
+    bool submitted[Scratch::kMaxSpans] = {};
+    for (size_t first = 0; first < staged; ++first) {
+      if (submitted[first]) continue;
+      unsigned tier_index = victims[members[first]].region->block(victims[members[first]].index).slot.tier();
+      tier::IoSpan batch[Scratch::kMaxSpans];
+      size_t batch_members[Scratch::kMaxSpans];
+      size_t count = 0;
+      for (size_t j = first; j < staged; ++j) {
+        const Victim& v = victims[members[j]];
+        if (submitted[j] || v.region->block(v.index).slot.tier() != tier_index) continue;
+        submitted[j] = true;
+        batch[count] = scratch.spans[j];
+        batch_members[count++] = members[j];
+      }
+      Status status = pool_.tier(tier_index).write_batch({batch, count});
+      if (!status) {
+        counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+        EMP_ERROR_LIMITED("pager", "writing %zu block(s) to %s: %s", count, pool_.tier(tier_index).name().c_str(),
+                          status.to_string().c_str());
+        for (size_t j = 0; j < count; ++j) written[batch_members[j]] = false;
+        continue;
+      }
+      for (size_t j = 0; j < count; ++j) bytes += batch[j].length;
     }
-    std::memcpy(staging + used, range.pointer(), range.length);
-    scratch.spans[i - first].offset = used;
-    used += range.length;
   }
-  flush(victims.size());
   return bytes;
 }
 
