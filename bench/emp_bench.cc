@@ -210,6 +210,26 @@ class RssMonitor {
   std::thread thread_;
 };
 
+// Counters of the measured phase only (init and verification excluded).
+core::EngineStats phase_delta(const core::EngineStats& end, const core::EngineStats& start) {
+  core::EngineStats d = end;
+  d.faults_zero -= start.faults_zero;
+  d.faults_fetch -= start.faults_fetch;
+  d.faults_write_protect -= start.faults_write_protect;
+  d.faults_local -= start.faults_local;
+  d.evictions_clean -= start.evictions_clean;
+  d.evictions_dirty -= start.evictions_dirty;
+  d.evictions_direct -= start.evictions_direct;
+  d.io_errors -= start.io_errors;
+  d.bytes_read -= start.bytes_read;
+  d.bytes_written -= start.bytes_written;
+  for (size_t i = 0; i < d.fault_latency.counts.size(); ++i) {
+    d.fault_latency.counts[i] -= start.fault_latency.counts[i];
+    d.fetch_latency.counts[i] -= start.fetch_latency.counts[i];
+  }
+  return d;
+}
+
 std::string json_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
@@ -258,12 +278,17 @@ int run(const Args& args) {
     std::fprintf(stderr, "emp-bench: running %s on %s of EMP memory, %s local...\n", to_string(wp.pattern),
                  format_size(args.working_set).c_str(), format_size(args.local_bytes).c_str());
     rss_before = RssMonitor::current_rss();
+    core::EngineStats at_start, at_end;
+    WorkloadParams measured = wp;
+    measured.on_run_start = [&] { at_start = engine->stats(); };
+    measured.on_run_end = [&] { at_end = engine->stats(); };
     {
       RssMonitor monitor;
-      emp_result = run_workload(*memory, args.working_set, wp);
+      emp_result = run_workload(*memory, args.working_set, measured);
       rss_max = monitor.max_bytes();
     }
-    stats = engine->stats();
+    stats = phase_delta(at_end, at_start);
+    stats.peak_resident_bytes = engine->stats().peak_resident_bytes;
     slack = engine->slack();
     (void)engine->release(*memory);
   }
@@ -315,6 +340,10 @@ int run(const Args& args) {
     std::printf("%-22s %.3g %s/s (ideal cache, miss %.1f%%, %.0f us/miss); EMP reaches %.0f%%\n", "bound",
                 bound, emp_result->unit, miss * 100, args.miss_cost_us, 100 * emp_result->throughput() / bound);
   if (emp_result) {
+    if (wp.pattern == Pattern::kRand || wp.pattern == Pattern::kZipf)
+      std::printf("%-22s %.1f%% of operations fetched a block (ideal cache of pages: %.1f%%)\n", "miss ratio",
+                  100.0 * static_cast<double>(stats.faults_fetch) / static_cast<double>(emp_result->ops), 100 * miss);
+    std::printf("%-22s (measured phase only; init and verification excluded)\n", "counters");
     std::printf("%-22s %llu (zero %llu, fetch %llu, write-protect %llu)\n", "faults",
                 (unsigned long long)stats.faults(), (unsigned long long)stats.faults_zero,
                 (unsigned long long)stats.faults_fetch, (unsigned long long)stats.faults_write_protect);
@@ -351,7 +380,9 @@ int run(const Args& args) {
        << ",\"ratio_to_local\":" << num(ratio) << ",\"bound_throughput\":" << num(bound)
        << ",\"ideal_miss_ratio\":" << num(miss >= 0 ? miss : NAN) << ",\"miss_cost_us\":" << args.miss_cost_us;
   if (emp_result) {
-    json << ",\"faults\":" << stats.faults() << ",\"faults_zero\":" << stats.faults_zero
+    json << ",\"miss_ratio\":"
+         << static_cast<double>(stats.faults_fetch) / static_cast<double>(std::max<uint64_t>(1, emp_result->ops))
+         << ",\"faults\":" << stats.faults() << ",\"faults_zero\":" << stats.faults_zero
          << ",\"faults_fetch\":" << stats.faults_fetch << ",\"faults_write_protect\":" << stats.faults_write_protect
          << ",\"fault_p50_us\":" << stats.fault_latency.percentile_ns(0.5) / 1e3
          << ",\"fault_p99_us\":" << stats.fault_latency.percentile_ns(0.99) / 1e3

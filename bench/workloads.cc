@@ -80,6 +80,7 @@ WorkloadResult run_seq(uint64_t* words, size_t pages, const WorkloadParams& p) {
   auto start = Clock::now();
   init_pattern(words, pages, p.threads);
   r.init_seconds = seconds_since(start);
+  if (p.on_run_start) p.on_run_start();
   start = Clock::now();
   for (unsigned pass = 0; pass < p.passes; ++pass) {
     parallel(p.threads, [&](unsigned t) {
@@ -88,6 +89,7 @@ WorkloadResult run_seq(uint64_t* words, size_t pages, const WorkloadParams& p) {
     });
   }
   r.run_seconds = seconds_since(start);
+  if (p.on_run_end) p.on_run_end();
   r.ops = static_cast<uint64_t>(pages) * kPage * p.passes;
   start = Clock::now();
   std::atomic<size_t> bad{SIZE_MAX};
@@ -118,6 +120,7 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
   if (p.pattern == Pattern::kZipf) zipf = std::make_unique<ZipfGenerator>(pages, p.zipf_theta);
   uint64_t total_ops = p.ops ? p.ops : 2 * pages;
   std::atomic<size_t> bad{SIZE_MAX};
+  if (p.on_run_start) p.on_run_start();
   start = Clock::now();
   parallel(p.threads, [&](unsigned t) {
     std::mt19937_64 rng(p.seed * 7919 + t);
@@ -137,6 +140,7 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
     }
   });
   r.run_seconds = seconds_since(start);
+  if (p.on_run_end) p.on_run_end();
   r.ops = total_ops;
   start = Clock::now();
   parallel(p.threads, [&](unsigned t) {
@@ -216,9 +220,11 @@ WorkloadResult run_sort(uint64_t* values, size_t count, const WorkloadParams& p)
   });
   Checksum before = checksum(values, count, p.threads);
   r.init_seconds = seconds_since(start);
+  if (p.on_run_start) p.on_run_start();
   start = Clock::now();
   parallel_sort(values, count, p.threads);
   r.run_seconds = seconds_since(start);
+  if (p.on_run_end) p.on_run_end();
   r.ops = count;
   start = Clock::now();
   bool sorted = std::is_sorted(values, values + count);

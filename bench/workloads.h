@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace emp::bench {
@@ -21,6 +22,9 @@ struct WorkloadParams {
   unsigned passes = 2;  // seq: sweeps over the whole working set
   double zipf_theta = 0.99;
   uint64_t seed = 1;
+  // Called right before and right after the measured phase (e.g. to snapshot counters).
+  std::function<void()> on_run_start;
+  std::function<void()> on_run_end;
 };
 
 struct WorkloadResult {
