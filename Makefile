@@ -6,7 +6,7 @@ JOBS        ?= $(shell nproc)
 DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev \
                 libgtest-dev libgmock-dev libbenchmark-dev python3
 
-.PHONY: all deps configure build test test-unit test-integration test-asan test-tsan demo bench clean format
+.PHONY: all deps configure build test test-unit test-integration test-asan test-tsan demo bench clean format test-rdma
 
 all: build
 
@@ -33,6 +33,10 @@ test-asan:
 
 test-tsan:
 	@$(MAKE) --no-print-directory test PRESET=tsan
+
+# Remote-tier tests over libfabric verbs on soft-RoCE inside a QEMU (TCG) guest.
+test-rdma: build
+	@scripts/rdma/run.sh $(CURDIR)/$(BUILD_DIR)
 
 demo: build
 	@scripts/demo.sh $(BUILD_DIR)

@@ -113,7 +113,11 @@ uint64_t RemoteTier::lease_id() const {
 
 Status RemoteTier::register_buffer(void* base, size_t length) noexcept {
   if (!base || !length) return Status::error(EINVAL, "registering an empty buffer");
-  auto mr = domain_->register_memory(base, length, FI_READ | FI_WRITE, 0);
+  // Providers that do not need local registrations (tcp, shm) get none.
+  if (!domain_->local_mr_required()) return Status::ok();
+  Result<fid_mr*> mr = Status::error(EEXIST, "fi_mr_reg");
+  for (int attempt = 0; attempt < 8 && !mr && mr.status().code() == EEXIST; ++attempt)
+    mr = domain_->register_memory(base, length, FI_READ | FI_WRITE, domain_->random_key());
   if (!mr) return mr.status();
   try {
     std::unique_lock lock(reg_mu_);
@@ -193,7 +197,7 @@ Status RemoteTier::run_ops(Link& link, std::span<const tier::IoSpan> spans, bool
       if (!found && need_mr) {
         // An unregistered buffer on a provider that needs registration: register it
         // for this call only (slow but correct; the engine registers its staging).
-        auto mr = domain_->register_memory(span.buffer, span.length, FI_READ | FI_WRITE, 0);
+        auto mr = domain_->register_memory(span.buffer, span.length, FI_READ | FI_WRITE, domain_->random_key());
         if (!mr) return mr.status();
         temporary[i] = MemoryRegion(*mr);
         desc = temporary[i].desc();

@@ -168,6 +168,10 @@ bool Daemon::send(Session& session, const std::vector<uint8_t>& bytes) {
   return status.is_ok();
 }
 
+bool Daemon::refuse(Session& session, int code, const std::string& text, uint32_t sequence) {
+  return send(session, proto::encode(proto::make_error(code, text), sequence));
+}
+
 bool Daemon::reject(Session& session, int code, const std::string& text, uint32_t sequence) {
   (void)send(session, proto::encode(proto::make_error(code, text), sequence));
   return false;
@@ -273,17 +277,17 @@ bool Daemon::handle_auth(Session& session, const proto::Auth& auth, uint32_t seq
 }
 
 bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, uint32_t sequence) {
-  if (session.lease != 0) return reject(session, EEXIST, "this connection already holds a lease", sequence);
+  if (session.lease != 0) return refuse(session, EEXIST, "this connection already holds a lease", sequence);
   auto provider = net::provider_from_wire(request.provider);
   if (!provider || !(exporter_->providers_mask() & request.provider))
-    return reject(session, EPROTONOSUPPORT, "data-plane provider not served by this vmd", sequence);
+    return refuse(session, EPROTONOSUPPORT, "data-plane provider not served by this vmd", sequence);
   Lease* lease = nullptr;
   bool resumed = false;
   if (request.flags & proto::kLeaseResume) {
     auto it = leases_.find(request.lease_id);
     if (it == leases_.end() || !net::constant_time_equal(it->second.resume_token, request.resume_token) ||
         it->second.size < request.size_bytes)
-      return reject(session, ENOENT, "unknown lease (vmd restarted or the grace period expired)", sequence);
+      return refuse(session, ENOENT, "unknown lease (vmd restarted or the grace period expired)", sequence);
     lease = &it->second;
     if (lease->session != 0) {
       // The old connection is dead but not yet noticed: the resuming client takes over.
@@ -302,10 +306,10 @@ bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, 
     ++counters_.leases_resumed_total;
   } else {
     if (request.size_bytes == 0 || request.size_bytes > pool_.size())
-      return reject(session, EINVAL, "lease size out of range", sequence);
+      return refuse(session, EINVAL, "lease size out of range", sequence);
     auto offset = extents_.allocate(request.size_bytes);
     if (!offset)
-      return reject(session, ENOSPC,
+      return refuse(session, ENOSPC,
                     "not enough free memory: " + std::to_string(request.size_bytes >> 20) + " MiB asked, " +
                         std::to_string(extents_.free_bytes() >> 20) + " MiB free",
                     sequence);
@@ -320,7 +324,7 @@ bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, 
     } catch (const std::exception& error) {
       extents_.release(fresh.offset, fresh.size);
       EMP_ERROR("vmd", "%s", error.what());
-      return reject(session, EIO, error.what(), sequence);
+      return refuse(session, EIO, error.what(), sequence);
     }
     if (fresh.provider == net::Provider::kShm) exporter_->shm_client_attached();
     ++counters_.leases_granted_total;

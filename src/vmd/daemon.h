@@ -91,7 +91,9 @@ class Daemon {
   bool handle_frame(Session& session, const net::protocol::FrameHeader& header, std::span<const uint8_t> payload);
   bool handle_auth(Session& session, const net::protocol::Auth& auth, uint32_t sequence);
   bool handle_lease(Session& session, const net::protocol::LeaseRequest& request, uint32_t sequence);
+  // Error reply, then the session closes (returns false) / stays open (returns true).
   bool reject(Session& session, int code, const std::string& text, uint32_t sequence = 0);
+  bool refuse(Session& session, int code, const std::string& text, uint32_t sequence);
   bool send(Session& session, const std::vector<uint8_t>& bytes);
   void close_session(uint64_t id, const char* why);
   void detach_lease(Lease& lease);

@@ -22,6 +22,12 @@ net::Provider test_provider() {
   return net::Provider::kTcp;
 }
 
+int time_scale() {
+  const char* value = std::getenv("EMP_TEST_TIME_SCALE");
+  int scale = value ? std::atoi(value) : 1;
+  return scale >= 1 ? scale : 1;
+}
+
 std::string test_host() {
   const char* value = std::getenv("EMP_TEST_HOST");
   return value && *value ? value : "127.0.0.1";

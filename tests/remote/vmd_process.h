@@ -53,6 +53,8 @@ const char* vmd_path();
 net::Provider test_provider();
 // vmd arguments selecting the device for test_provider() ("-d tcp" or "-d <EMP_TEST_DEVICE>", plus --bind).
 std::vector<std::string> vmd_device_args();
+// Multiplier for test timeouts on slow machines (EMP_TEST_TIME_SCALE; default 1).
+int time_scale();
 // The host clients use (EMP_TEST_HOST; default 127.0.0.1).
 std::string test_host();
 TierSpec remote_spec(uint16_t port, uint64_t mib);

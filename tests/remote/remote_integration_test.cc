@@ -1,0 +1,585 @@
+// Integration tests of vmd and the remote tier with real vmd processes on loopback:
+// data integrity (also through a real Engine with two donors and a file in one pool),
+// authentication, lease isolation, hostile input, restarts, blips and donor loss.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "core/engine.h"
+#include "net/channel.h"
+#include "net/control_client.h"
+#include "net/remote_factory.h"
+#include "net/remote_tier.h"
+#include "net/socket.h"
+#include "testing/engine_fixture.h"
+#include "testing/patterns.h"
+#include "tier/pool.h"
+#include "vmd_process.h"
+
+namespace emp::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace proto = net::protocol;
+
+#define START_VMD_OR_SKIP(var, ...)                                            \
+  std::string var##_error;                                                     \
+  auto var = VmdProcess::start(__VA_ARGS__, &var##_error);                     \
+  if (!var) GTEST_SKIP() << "cannot run vmd: " << var##_error
+
+std::vector<std::string> vmd_args(std::vector<std::string> extra) {
+  auto args = vmd_device_args();
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+net::RemoteConfig fast_config(const std::string& key = "") {
+  net::RemoteConfig config;
+  config.key = key;
+  config.provider = test_provider();
+  config.connect_timeout = 2s * time_scale();
+  config.op_timeout = 3s * time_scale();
+  config.reconnect_window = 5s * time_scale();
+  config.heartbeat_interval = 200ms * time_scale();
+  return config;
+}
+
+// Pattern words of block `index` (each word's value depends on its global index).
+std::vector<uint64_t> block_pattern(size_t bytes, uint64_t version, size_t index) {
+  std::vector<uint64_t> words(bytes / 8);
+  for (size_t i = 0; i < words.size(); ++i) words[i] = pattern_word(index * words.size() + i, version);
+  return words;
+}
+
+bool block_matches(const std::vector<uint64_t>& words, uint64_t version, size_t index) {
+  for (size_t i = 0; i < words.size(); ++i)
+    if (words[i] != pattern_word(index * words.size() + i, version)) return false;
+  return true;
+}
+
+TEST(RemoteTier, ReadsBackWhatItWroteFromManyThreads) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "64"}));
+  auto tier = net::RemoteTier::connect(remote_spec(vmd->port(), 32), fast_config());
+  constexpr size_t kSub = 16 << 10;
+  const size_t blocks = tier->capacity() / kSub;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] {
+      // Batches of four subblocks per call, like a 64 KiB block.
+      for (size_t b = t * 4; b + 4 <= blocks; b += 12) {
+        std::vector<std::vector<uint64_t>> data;
+        tier::IoSpan spans[4];
+        for (size_t i = 0; i < 4; ++i) {
+          data.push_back(block_pattern(kSub, 1, b + i));
+          spans[i] = {(b + i) * kSub, data.back().data(), kSub};
+        }
+        if (!tier->write_batch(spans).is_ok()) ++failures;
+      }
+      for (size_t b = t * 4; b + 4 <= blocks; b += 12) {
+        std::vector<std::vector<uint64_t>> data(4, std::vector<uint64_t>(kSub / 8));
+        tier::IoSpan spans[4];
+        for (size_t i = 0; i < 4; ++i) spans[i] = {(b + i) * kSub, data[i].data(), kSub};
+        if (!tier->read_batch(spans).is_ok()) ++failures;
+        for (size_t i = 0; i < 4; ++i)
+          if (!block_matches(data[i], 1, b + i)) ++failures;
+      }
+    });
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(tier->health(), tier::TierHealth::kHealthy);
+  EXPECT_EQ(tier->counters().errors, 0u);
+}
+
+TEST(RemoteTier, UnreachableDonorStopsWithAMessageNamingTheElement) {
+  // A port nothing listens on.
+  UniqueFd probe = net::tcp_listen("127.0.0.1", 0);
+  uint16_t port = net::local_port(probe.get());
+  probe.reset();
+  TierSpec spec = remote_spec(port, 64);
+  spec.location = "127.0.0.1";
+  spec.element = "127.0.0.1:64:" + std::to_string(port);
+  try {
+    tier::Pool::from_specs({spec}, net::make_remote_factory(Options{}, fast_config()));
+    FAIL() << "expected an error";
+  } catch (const std::exception& error) {
+    std::string message = error.what();
+    EXPECT_NE(message.find("memory path element '" + spec.element + "'"), std::string::npos) << message;
+    EXPECT_NE(message.find("Connection refused"), std::string::npos) << message;
+  }
+}
+
+TEST(Auth, RightKeyIsAcceptedWrongOrMissingKeyIsRefused) {
+  std::string key_file = write_key_file("correct horse battery staple");
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32", "--auth-key-file", key_file}));
+  auto spec = remote_spec(vmd->port(), 8);
+  auto tier = net::RemoteTier::connect(spec, fast_config("correct horse battery staple"));
+  uint64_t value[512] = {42};
+  EXPECT_TRUE(tier->write(0, value, sizeof value).is_ok());
+
+  auto expect_refused = [&](const std::string& key, const std::string& needle) {
+    try {
+      net::RemoteTier::connect(spec, fast_config(key));
+      ADD_FAILURE() << "connected with key '" << key << "'";
+    } catch (const std::exception& error) {
+      std::string message = error.what();
+      EXPECT_NE(message.find(spec.element), std::string::npos) << message;
+      EXPECT_NE(message.find(needle), std::string::npos) << message;
+    }
+  };
+  expect_refused("wrong key", "wrong auth key");
+  expect_refused("", "requires an auth key");
+  // The key from Options (as EMP_AUTH_KEY_FILE would give it) works through the factory.
+  Options options;
+  options.auth_key_file = key_file;
+  auto factory = net::make_remote_factory(options, fast_config());
+  EXPECT_NO_THROW(factory(spec));
+  EXPECT_TRUE(vmd->alive());
+}
+
+TEST(Auth, ClientWithAKeyRefusesAnUnauthenticatedDonor) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "16"}));
+  try {
+    net::RemoteTier::connect(remote_spec(vmd->port(), 8), fast_config("some key"));
+    FAIL() << "expected an error";
+  } catch (const std::exception& error) {
+    EXPECT_NE(std::string(error.what()).find("does not authenticate"), std::string::npos) << error.what();
+  }
+}
+
+// Builds a raw lease + channel, as a hostile client with valid credentials would.
+struct RawClient {
+  std::unique_ptr<net::ControlClient> control;
+  std::unique_ptr<net::Domain> domain;
+  std::unique_ptr<net::Channel> channel;
+  proto::LeaseGrant grant{};
+
+  RawClient(uint16_t port, uint64_t bytes) {
+    control = net::ControlClient::connect({test_host(), port, "", 2s * time_scale()});
+    net::DomainOptions options;
+    options.provider = test_provider();
+    domain = net::Domain::open(options);
+    grant = control->lease(bytes, test_provider(), std::nullopt);
+    if (test_provider() == net::Provider::kShm) {
+      channel = net::Channel::attach(*domain, {grant.address, grant.address_length});
+    } else {
+      proto::DataConnect request{proto::kDataMagic, proto::kVersion, 0, grant.lease_id, {}};
+      std::memcpy(request.ticket, grant.ticket, sizeof request.ticket);
+      channel = net::Channel::connect(*domain, control->peer(), grant.data_port,
+                                      {reinterpret_cast<const uint8_t*>(&request), sizeof request},
+                                      net::deadline_after(2s * time_scale()));
+    }
+  }
+  Status read(uint64_t offset, void* buffer, size_t length, uint64_t key) {
+    auto mr = domain->register_memory(buffer, length, FI_READ | FI_WRITE, domain->random_key());
+    net::MemoryRegion region(mr ? *mr : nullptr);
+    net::RmaOp op{buffer, length, region.desc(), grant.remote_base + offset};
+    return channel->read({&op, 1}, key, net::deadline_after(3s * time_scale()));
+  }
+};
+
+TEST(Isolation, AClientCannotReadOutsideItsLease) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32"}));
+  // A neighbour lease holding a secret right after ours.
+  auto neighbour = net::RemoteTier::connect(remote_spec(vmd->port(), 4), fast_config());
+  std::vector<uint64_t> secret(512, 0x5ec7e75ec7e7ULL);
+  for (uint64_t off = 0; off < (4 << 20); off += 4096) ASSERT_TRUE(neighbour->write(off, secret.data(), 4096).is_ok());
+
+  RawClient client(vmd->port(), 1 << 20);
+  std::vector<uint64_t> buffer(512);
+  EXPECT_TRUE(client.read((1 << 20) - 4096, buffer.data(), 4096, client.grant.mr_key).is_ok());
+  RawClient second(vmd->port(), 1 << 20);
+  // Past the end of the lease, before its start, and with a wrong key.
+  EXPECT_FALSE(second.read(1 << 20, buffer.data(), 4096, second.grant.mr_key).is_ok());
+  RawClient third(vmd->port(), 1 << 20);
+  EXPECT_FALSE(third.read(static_cast<uint64_t>(-(4096 * 16)), buffer.data(), 4096, third.grant.mr_key).is_ok());
+  RawClient fourth(vmd->port(), 1 << 20);
+  EXPECT_FALSE(fourth.read(0, buffer.data(), 4096, fourth.grant.mr_key ^ 0x1).is_ok());
+  for (uint64_t word : buffer) EXPECT_NE(word, secret[0]);
+  // vmd is unharmed and still serves.
+  EXPECT_TRUE(vmd->alive());
+  std::vector<uint64_t> check(512);
+  EXPECT_TRUE(neighbour->read(0, check.data(), 4096).is_ok());
+  EXPECT_EQ(check, secret);
+}
+
+TEST(Isolation, TwoClientsDoNotSeeEachOthersData) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32"}));
+  auto a = net::RemoteTier::connect(remote_spec(vmd->port(), 8), fast_config());
+  auto b = net::RemoteTier::connect(remote_spec(vmd->port(), 8), fast_config());
+  for (size_t i = 0; i < 64; ++i) {
+    auto pa = block_pattern(16 << 10, 1, i), pb = block_pattern(16 << 10, 2, i);
+    ASSERT_TRUE(a->write(i * (16 << 10), pa.data(), 16 << 10).is_ok());
+    ASSERT_TRUE(b->write(i * (16 << 10), pb.data(), 16 << 10).is_ok());
+  }
+  for (size_t i = 0; i < 64; ++i) {
+    std::vector<uint64_t> ra(2048), rb(2048);
+    ASSERT_TRUE(a->read(i * (16 << 10), ra.data(), 16 << 10).is_ok());
+    ASSERT_TRUE(b->read(i * (16 << 10), rb.data(), 16 << 10).is_ok());
+    EXPECT_TRUE(block_matches(ra, 1, i));
+    EXPECT_TRUE(block_matches(rb, 2, i));
+  }
+}
+
+TEST(Isolation, ReleasedMemoryIsZeroedBeforeTheNextClient) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "8"}));
+  {
+    auto first = net::RemoteTier::connect(remote_spec(vmd->port(), 8), fast_config());
+    std::vector<uint64_t> data(8192, 0xdeadbeefdeadbeefULL);
+    for (uint64_t off = 0; off < (8 << 20); off += 65536) ASSERT_TRUE(first->write(off, data.data(), 65536).is_ok());
+  }  // released
+  auto second = net::RemoteTier::connect(remote_spec(vmd->port(), 8), fast_config());
+  std::vector<uint64_t> data(8192);
+  for (uint64_t off = 0; off < (8 << 20); off += 65536) {
+    ASSERT_TRUE(second->read(off, data.data(), 65536).is_ok());
+    for (uint64_t word : data) ASSERT_EQ(word, 0u) << "at " << off;
+  }
+}
+
+// Connects a raw TCP socket to vmd.
+UniqueFd raw_connect(uint16_t port) {
+  std::string error;
+  return net::tcp_connect(test_host(), port, net::deadline_after(2s), &error);
+}
+
+void send_bytes(int fd, const void* data, size_t length) {
+  (void)net::send_all(fd, {static_cast<const uint8_t*>(data), length}, net::deadline_after(1s));
+}
+
+// Reads whatever vmd says until it closes (or 2 s).
+std::string drain(int fd) {
+  std::string all;
+  char buffer[512];
+  auto deadline = net::deadline_after(2s);
+  while (true) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, net::remaining_ms(deadline)) <= 0) break;
+    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n <= 0) break;
+    all.append(buffer, static_cast<size_t>(n));
+  }
+  return all;
+}
+
+TEST(Robustness, GarbageAndTruncatedMessagesNeverHurtVmd) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32"}));
+  std::mt19937_64 rng(7);
+  // A client that keeps a half-sent header open the whole time (slow loris).
+  UniqueFd loris = raw_connect(vmd->port());
+  ASSERT_TRUE(loris.valid());
+  proto::FrameHeader partial{proto::kMagic, proto::kVersion, static_cast<uint16_t>(proto::MessageType::kAuth),
+                             sizeof(proto::Auth), 0};
+  send_bytes(loris.get(), &partial, 9);
+
+  std::vector<std::function<void(int)>> attacks = {
+      [&](int fd) {  // random garbage
+        std::vector<uint8_t> junk(4096);
+        for (auto& b : junk) b = static_cast<uint8_t>(rng());
+        send_bytes(fd, junk.data(), junk.size());
+      },
+      [&](int fd) { send_bytes(fd, &partial, 8); },  // truncated header, then close
+      [&](int fd) {                                  // huge length
+        proto::FrameHeader h = partial;
+        h.length = 0xffffffffu;
+        send_bytes(fd, &h, sizeof h);
+      },
+      [&](int fd) {  // right header, truncated payload, then close
+        send_bytes(fd, &partial, sizeof partial);
+        uint8_t half[20] = {};
+        send_bytes(fd, half, sizeof half);
+      },
+      [&](int fd) {  // a lease request before authenticating
+        proto::LeaseRequest request{};
+        request.size_bytes = 1 << 20;
+        auto bytes = proto::encode(request);
+        send_bytes(fd, bytes.data(), bytes.size());
+      },
+      [&](int fd) {  // wrong version
+        proto::FrameHeader h = partial;
+        h.version = 77;
+        send_bytes(fd, &h, sizeof h);
+      },
+      [&](int fd) {  // authenticated, then nonsense requests
+        proto::Auth auth{};
+        auto bytes = proto::encode(auth);
+        send_bytes(fd, bytes.data(), bytes.size());
+        for (uint64_t size : {0ULL, 1ULL << 40}) {
+          proto::LeaseRequest request{};
+          request.size_bytes = size;
+          request.provider = static_cast<uint16_t>(proto::ProviderId::kTcp);
+          auto req = proto::encode(request);
+          send_bytes(fd, req.data(), req.size());
+        }
+      },
+      [&](int fd) {  // authenticated, bogus provider and unknown resume
+        proto::Auth auth{};
+        auto bytes = proto::encode(auth);
+        send_bytes(fd, bytes.data(), bytes.size());
+        proto::LeaseRequest request{};
+        request.size_bytes = 1 << 20;
+        request.provider = 77;
+        auto req = proto::encode(request);
+        send_bytes(fd, req.data(), req.size());
+      },
+      [&](int fd) {
+        proto::Auth auth{};
+        auto bytes = proto::encode(auth);
+        send_bytes(fd, bytes.data(), bytes.size());
+        proto::LeaseRequest request{};
+        request.size_bytes = 1 << 20;
+        request.provider = static_cast<uint16_t>(proto::ProviderId::kTcp);
+        request.flags = proto::kLeaseResume;
+        request.lease_id = 12345;
+        auto req = proto::encode(request);
+        send_bytes(fd, req.data(), req.size());
+      },
+      [&](int fd) {  // a release and a heartbeat for a lease it does not hold
+        proto::Auth auth{};
+        auto bytes = proto::encode(auth);
+        send_bytes(fd, bytes.data(), bytes.size());
+        auto beat = proto::encode(proto::Heartbeat{99, 1, 2, 3, 4});
+        send_bytes(fd, beat.data(), beat.size());
+        auto release = proto::encode(proto::Release{99});
+        send_bytes(fd, release.data(), release.size());
+      },
+  };
+  for (size_t i = 0; i < attacks.size(); ++i) {
+    UniqueFd fd = raw_connect(vmd->port());
+    ASSERT_TRUE(fd.valid());
+    attacks[i](fd.get());
+    if (i % 2 == 0) drain(fd.get());  // half of them wait for vmd's answer, half hang up at once
+    ASSERT_TRUE(vmd->alive()) << "attack " << i << "\n" << vmd->log();
+  }
+  // A data connection with a forged ticket is refused.
+  if (test_provider() != net::Provider::kShm) {
+    auto control = net::ControlClient::connect({test_host(), vmd->port(), "", 2s});
+    auto grant = control->lease(1 << 20, test_provider(), std::nullopt);
+    net::DomainOptions options;
+    options.provider = test_provider();
+    auto domain = net::Domain::open(options);
+    proto::DataConnect forged{proto::kDataMagic, proto::kVersion, 0, grant.lease_id, {}};
+    EXPECT_THROW(net::Channel::connect(*domain, control->peer(), grant.data_port,
+                                       {reinterpret_cast<const uint8_t*>(&forged), sizeof forged},
+                                       net::deadline_after(2s * time_scale())),
+                 std::runtime_error);
+    uint8_t junk[3] = {1, 2, 3};
+    EXPECT_THROW(net::Channel::connect(*domain, control->peer(), grant.data_port, junk, net::deadline_after(2s * time_scale())),
+                 std::runtime_error);
+  }
+  // vmd survived everything and serves a real client while the slow loris still hangs.
+  ASSERT_TRUE(vmd->alive());
+  auto tier = net::RemoteTier::connect(remote_spec(vmd->port(), 8), fast_config());
+  auto data = block_pattern(65536, 3, 0);
+  ASSERT_TRUE(tier->write(0, data.data(), 65536).is_ok());
+  std::vector<uint64_t> back(8192);
+  ASSERT_TRUE(tier->read(0, back.data(), 65536).is_ok());
+  EXPECT_TRUE(block_matches(back, 3, 0));
+}
+
+TEST(Failures, NetworkBlipResumesTheSameLease) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32", "--grace", "30"}));
+  auto tier = net::RemoteTier::connect(remote_spec(vmd->port(), 8), fast_config());
+  uint64_t lease = tier->lease_id();
+  for (size_t i = 0; i < 32; ++i) {
+    auto data = block_pattern(65536, 4, i);
+    ASSERT_TRUE(tier->write(i * 65536, data.data(), 65536).is_ok());
+  }
+  tier->drop_connections_for_testing();
+  for (size_t i = 0; i < 32; ++i) {
+    std::vector<uint64_t> back(8192);
+    Status status = tier->read(i * 65536, back.data(), 65536);
+    ASSERT_TRUE(status.is_ok()) << status.to_string();
+    EXPECT_TRUE(block_matches(back, 4, i)) << i;
+  }
+  EXPECT_GE(tier->reconnects(), 1u);
+  EXPECT_EQ(tier->lease_id(), lease);
+  EXPECT_FALSE(tier->data_lost());
+  EXPECT_EQ(tier->health(), tier::TierHealth::kHealthy);
+}
+
+TEST(Failures, VmdRestartedUnderARunningClient) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32"}));
+  uint16_t port = vmd->port();
+  auto tier = net::RemoteTier::connect(remote_spec(port, 8), fast_config());
+  for (size_t i = 0; i < 16; ++i) {
+    auto data = block_pattern(65536, 5, i);
+    ASSERT_TRUE(tier->write(i * 65536, data.data(), 65536).is_ok());
+  }
+  vmd->kill_hard();
+  std::string error;
+  auto restarted = VmdProcess::start(vmd_args({"-m", "32"}), &error, port);
+  ASSERT_TRUE(restarted) << error;
+  // Old data is gone with the old process: reading it must fail, never return zeros.
+  std::vector<uint64_t> back(8192, 1);
+  auto start = std::chrono::steady_clock::now();
+  Status status = tier->read(0, back.data(), 65536);
+  EXPECT_FALSE(status.is_ok());
+  EXPECT_EQ(status.code(), EIO) << status.to_string();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 15s * time_scale());
+  EXPECT_TRUE(tier->data_lost());
+  EXPECT_EQ(tier->health(), tier::TierHealth::kDegraded);
+  // The tier keeps working for new data.
+  auto fresh = block_pattern(65536, 6, 3);
+  ASSERT_TRUE(tier->write(3 * 65536, fresh.data(), 65536).is_ok());
+  ASSERT_TRUE(tier->read(3 * 65536, back.data(), 65536).is_ok());
+  EXPECT_TRUE(block_matches(back, 6, 3));
+  EXPECT_FALSE(tier->read(4 * 65536, back.data(), 65536).is_ok());
+}
+
+TEST(Failures, ADonorThatStaysDownIsReportedLostWithoutHanging) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32"}));
+  auto config = fast_config();
+  config.reconnect_window = 1500ms * time_scale();
+  auto tier = net::RemoteTier::connect(remote_spec(vmd->port(), 8), config);
+  auto data = block_pattern(65536, 7, 0);
+  ASSERT_TRUE(tier->write(0, data.data(), 65536).is_ok());
+  vmd->kill_hard();
+  auto start = std::chrono::steady_clock::now();
+  std::vector<uint64_t> back(8192);
+  Status status = tier->read(0, back.data(), 65536);
+  EXPECT_FALSE(status.is_ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 12s * time_scale());
+  // Within the reconnect window (plus one connect timeout) the donor is declared lost.
+  for (int i = 0; i < 100 * time_scale() && tier->health() != tier::TierHealth::kLost; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(tier->health(), tier::TierHealth::kLost);
+  status = tier->write(0, data.data(), 65536);
+  EXPECT_EQ(status.code(), EIO);
+}
+
+std::string http_get(uint16_t port) {
+  UniqueFd fd;
+  std::string error;
+  fd = net::tcp_connect("127.0.0.1", port, net::deadline_after(2s), &error);
+  if (!fd.valid()) return "connect failed: " + error;
+  std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
+  send_bytes(fd.get(), request.data(), request.size());
+  return drain(fd.get());
+}
+
+TEST(Vmd, ServesPrometheusMetrics) {
+  UniqueFd probe = net::tcp_listen("127.0.0.1", 0);
+  uint16_t metrics_port = net::local_port(probe.get());
+  probe.reset();
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32", "--metrics", "127.0.0.1:" + std::to_string(metrics_port)}));
+  auto config = fast_config();
+  auto tier = net::RemoteTier::connect(remote_spec(vmd->port(), 8), config);
+  auto data = block_pattern(65536, 8, 0);
+  ASSERT_TRUE(tier->write(0, data.data(), 65536).is_ok());
+  std::this_thread::sleep_for(600ms * time_scale());  // a heartbeat carries the counters
+  std::string text = http_get(metrics_port);
+  EXPECT_NE(text.find("200 OK"), std::string::npos) << text;
+  EXPECT_NE(text.find("emp_vmd_leases_active 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("emp_vmd_clients 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("emp_vmd_bytes_written_total 65536"), std::string::npos) << text;
+  EXPECT_NE(text.find("emp_vmd_pool_bytes 33554432"), std::string::npos) << text;
+}
+
+TEST(Vmd, ShutsDownCleanlyOnSigtermWithClientsConnected) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "16"}));
+  auto config = fast_config();
+  config.reconnect_window = 500ms * time_scale();
+  auto tier = net::RemoteTier::connect(remote_spec(vmd->port(), 4), config);
+  EXPECT_EQ(vmd->stop(), 0) << vmd->log();
+}
+
+TEST(Vmd, RefusesANonLoopbackBindWithoutAKey) {
+  std::string error;
+  auto vmd = VmdProcess::start({"-m", "16", "--bind", "0.0.0.0"}, &error);
+  EXPECT_FALSE(vmd);
+  EXPECT_NE(error.find("without an auth key"), std::string::npos) << error;
+  auto insecure = VmdProcess::start({"-m", "16", "--bind", "0.0.0.0", "--insecure"}, &error);
+  EXPECT_TRUE(insecure) << error;
+}
+
+TEST(Vmd, LimitsTheNumberOfClients) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "16", "-c", "1"}));
+  auto first = net::RemoteTier::connect(remote_spec(vmd->port(), 4), fast_config());
+  try {
+    net::RemoteTier::connect(remote_spec(vmd->port(), 4), fast_config());
+    FAIL() << "a second client was accepted";
+  } catch (const std::exception& error) {
+    EXPECT_NE(std::string(error.what()).find("too many clients"), std::string::npos) << error.what();
+  }
+}
+
+// Integrity through a real Engine: two donors and a file in one pool, heavy eviction.
+TEST(Engine, EveryByteSurvivesEvictionToTwoDonorsAndAFile) {
+  START_VMD_OR_SKIP(vmd1, vmd_args({"-m", "64"}));
+  START_VMD_OR_SKIP(vmd2, vmd_args({"-m", "64"}));
+  std::string file = temp_tier_path("pool");
+  struct Unlink {
+    std::string path;
+    ~Unlink() { ::unlink(path.c_str()); }
+  } unlink_file{file};
+  std::vector<TierSpec> specs = {remote_spec(vmd1->port(), 48), remote_spec(vmd2->port(), 48)};
+  TierSpec file_spec;
+  file_spec.kind = TierSpec::Kind::kFile;
+  file_spec.location = file;
+  file_spec.size_bytes = 48 << 20;
+  file_spec.element = file + ":48:0";
+  specs.push_back(file_spec);
+
+  core::EngineConfig config;
+  config.options.block_size = 64 << 10;
+  config.options.subblock_size = 16 << 10;
+  config.options.fault_threads = 2;
+  config.budget_bytes = 8 << 20;
+  config.pool = tier::Pool::from_specs(specs, net::make_remote_factory(Options{}, fast_config()));
+  tier::Pool* pool = config.pool.get();
+  std::unique_ptr<core::Engine> engine;
+  try {
+    engine = core::Engine::create(std::move(config));
+  } catch (const std::system_error& error) {
+    int code = error.code().value();
+    if (code == EPERM || code == ENOSYS || code == EACCES) GTEST_SKIP() << "userfaultfd unavailable: " << error.what();
+    throw;
+  }
+  const size_t bytes = 64 << 20, page = 4096, words_per_page = page / 8;
+  auto memory = engine->map(bytes);
+  ASSERT_TRUE(memory.is_ok()) << memory.status().to_string();
+  auto* words = static_cast<uint64_t*>(*memory);
+  const size_t pages = bytes / page;
+  std::vector<uint32_t> version(pages, 1);
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 2; ++t)
+    threads.emplace_back([&, t] {
+      for (size_t p = t; p < pages; p += 2) fill_words(words, p * words_per_page, words_per_page, 1);
+    });
+  for (auto& thread : threads) thread.join();
+  threads.clear();
+  std::atomic<size_t> bad{SIZE_MAX};
+  for (unsigned t = 0; t < 2; ++t)
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(100 + t);
+      for (size_t op = 0; op < pages; ++op) {
+        size_t p = rng() % pages;
+        if (p % 2 != t) continue;
+        if (check_words(words, p * words_per_page, words_per_page, version[p]) != SIZE_MAX) bad = p;
+        fill_words(words, p * words_per_page, words_per_page, ++version[p]);
+      }
+    });
+  for (auto& thread : threads) thread.join();
+  ASSERT_EQ(bad.load(), SIZE_MAX) << "page " << bad.load() << " was corrupted";
+  for (size_t p = 0; p < pages; ++p)
+    ASSERT_EQ(check_words(words, p * words_per_page, words_per_page, version[p]), SIZE_MAX) << "page " << p;
+  auto stats = engine->stats();
+  EXPECT_GT(stats.faults_fetch, 0u);
+  EXPECT_GT(stats.evictions_dirty, 0u);
+  EXPECT_EQ(stats.io_errors, 0u);
+  for (size_t i = 0; i < pool->tier_count(); ++i) {
+    EXPECT_GT(pool->tier(i).counters().bytes_written, 0u) << pool->tier(i).describe();
+    EXPECT_GT(pool->tier(i).counters().bytes_read, 0u) << pool->tier(i).describe();
+  }
+  ASSERT_TRUE(engine->release(*memory).is_ok());
+}
+
+}  // namespace
+}  // namespace emp::testing
