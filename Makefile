@@ -3,7 +3,7 @@
 PRESET      ?= release
 BUILD_DIR   := build/$(PRESET)
 JOBS        ?= $(shell nproc)
-DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev \
+DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev libssl-dev \
                 libgtest-dev libgmock-dev libbenchmark-dev python3
 
 .PHONY: all deps configure build test test-unit test-integration test-asan test-tsan demo bench clean format test-rdma
