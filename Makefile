@@ -6,6 +6,11 @@ JOBS        ?= $(shell nproc)
 DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev libssl-dev \
                 libgtest-dev libgmock-dev libbenchmark-dev python3
 
+# Sanitizer run-time settings (used by the asan-ubsan and tsan presets; harmless otherwise).
+export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1
+export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
+export ASAN_OPTIONS ?= detect_leaks=1
+
 .PHONY: all deps configure build test test-unit test-integration test-asan test-tsan demo bench clean format test-rdma
 
 all: build

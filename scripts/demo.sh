@@ -21,7 +21,7 @@ if [ -x "$vmd" ]; then
   "$vmd" -m 2048 -p "$port" -d tcp --bind 127.0.0.1 --auth-key-file "$work/key" >"$work/vmd.log" 2>&1 &
   vmd_pid=$!
   for _ in $(seq 50); do
-    grep -q "listening" "$work/vmd.log" 2>/dev/null && break
+    grep -q "serving" "$work/vmd.log" 2>/dev/null && break
     sleep 0.1
   done
   tier="127.0.0.1:2048:$port"

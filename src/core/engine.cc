@@ -37,6 +37,9 @@ std::unique_ptr<Engine> Engine::create(EngineConfig config) {
                             "this kernel lacks userfaultfd write-protect for anonymous memory (Linux >= 5.7 needed): "
                             "EMP cannot track dirty blocks safely");
   if (!config.fatal) config.fatal = default_fatal;
+  if (config.options.elastic)
+    EMP_WARN("engine", "EMP_ELASTIC=1 is not implemented yet: every region uses the fixed block size %s",
+             format_size(config.options.block_size).c_str());
   std::unique_ptr<Engine> engine(new Engine(std::move(config), std::move(uffd)));
   engine->evictor_.start();
   engine->faults_.start(engine->options_.fault_threads);
