@@ -7,11 +7,24 @@
 #include <random>
 #include <thread>
 
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
 #include "testing/engine_fixture.h"
 #include "testing/integrity_workload.h"
 
 namespace emp::testing {
 namespace {
+
+uint64_t process_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
 
 
 struct MatrixCase {
@@ -33,7 +46,26 @@ TEST_P(AccessMatrix, EveryByteSurvivesHeavyEviction) {
   const size_t bytes = 40 << 20;
   auto memory = engine->map(bytes);
   ASSERT_TRUE(memory.is_ok()) << memory.status().to_string();
+  // Sample the process RSS while the workload runs: it may grow by the budget, the
+  // documented slack and EMP's own staging buffers, nothing more.
+  uint64_t rss_before = process_rss_bytes();
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> rss_max{0};
+  std::thread sampler([&] {
+    while (!done) {
+      rss_max = std::max<uint64_t>(rss_max, process_rss_bytes());
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
   run_integrity_workload(*memory, bytes, c.threads, c.access, 42);
+  done = true;
+  sampler.join();
+  const uint64_t emp_buffers = (8 << 20) + setup.fault_threads * std::max<uint64_t>(setup.block_size, 64 << 10);
+  const uint64_t allowed = setup.budget + engine->slack() + emp_buffers + (2 << 20) /* test bookkeeping */;
+  if (c.tier == TierKind::kFile) {  // memory tiers hold their data in this process
+    EXPECT_LE(rss_max.load() - std::min(rss_before, rss_max.load()), allowed)
+        << "RSS grew from " << rss_before << " to " << rss_max.load();
+  }
   auto stats = engine->stats();
   EXPECT_GT(stats.faults_fetch, 0u);
   EXPECT_GT(stats.evictions_dirty, 0u);
