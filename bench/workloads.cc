@@ -28,7 +28,9 @@ uint64_t mix(uint64_t x) {
   x ^= x >> 33;
   return x;
 }
-uint64_t pattern(size_t word) { return mix(word * 0x9e3779b97f4a7c15ULL + 0x5eed); }
+uint64_t pattern(size_t word) {
+  return mix(word * 0x9e3779b97f4a7c15ULL + 0x5eed);
+}
 
 template <typename Fn>
 void parallel(unsigned threads, Fn&& fn) {
@@ -65,7 +67,8 @@ class ZipfGenerator {
     double uz = u * zeta_n_;
     if (uz < 1.0) return 0;
     if (uz < 1.0 + std::pow(0.5, theta_)) return 1;
-    uint64_t rank = static_cast<uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1, alpha_));
+    uint64_t rank =
+        static_cast<uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1, alpha_));
     return rank < n_ ? rank : n_ - 1;
   }
 
@@ -120,25 +123,32 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
   if (p.pattern == Pattern::kZipf) zipf = std::make_unique<ZipfGenerator>(pages, p.zipf_theta);
   uint64_t total_ops = p.ops ? p.ops : 2 * pages;
   std::atomic<size_t> bad{SIZE_MAX};
+  // Warm-up (not measured): as many operations as pages, so the measured phase sees a
+  // cache shaped by the access pattern rather than by the sequential initialisation.
+  auto run_ops = [&](uint64_t ops, uint64_t seed) {
+    parallel(p.threads, [&](unsigned t) {
+      std::mt19937_64 rng(seed * 7919 + t);
+      auto [begin, end] = share(ops, p.threads, t);
+      for (size_t op = begin; op < end; ++op) {
+        uint64_t page = zipf ? (zipf->next(rng) * 2654435761ULL) % pages : rng() % pages;
+        uint64_t* base = words + page * kWordsPerPage;
+        // Check one random cache line (not word 0, the counter), then count the access.
+        size_t line = 1 + rng() % (kWordsPerPage / 8 - 1);
+        for (size_t w = line * 8; w < line * 8 + 8; ++w)
+          if (base[w] != pattern(page * kWordsPerPage + w)) {
+            size_t expected = SIZE_MAX;
+            bad.compare_exchange_strong(expected, page * kWordsPerPage + w);
+          }
+        __atomic_fetch_add(base, 1, __ATOMIC_RELAXED);
+        updates[page].fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  };
+  if (p.warmup) run_ops(pages, p.seed + 1000003);
+  r.init_seconds = seconds_since(start);
   if (p.on_run_start) p.on_run_start();
   start = Clock::now();
-  parallel(p.threads, [&](unsigned t) {
-    std::mt19937_64 rng(p.seed * 7919 + t);
-    auto [begin, end] = share(total_ops, p.threads, t);
-    for (size_t op = begin; op < end; ++op) {
-      uint64_t page = zipf ? (zipf->next(rng) * 2654435761ULL) % pages : rng() % pages;
-      uint64_t* base = words + page * kWordsPerPage;
-      // Check one random cache line (not word 0, the counter), then count the access.
-      size_t line = 1 + rng() % (kWordsPerPage / 8 - 1);
-      for (size_t w = line * 8; w < line * 8 + 8; ++w)
-        if (base[w] != pattern(page * kWordsPerPage + w)) {
-          size_t expected = SIZE_MAX;
-          bad.compare_exchange_strong(expected, page * kWordsPerPage + w);
-        }
-      __atomic_fetch_add(base, 1, __ATOMIC_RELAXED);
-      updates[page].fetch_add(1, std::memory_order_relaxed);
-    }
-  });
+  run_ops(total_ops, p.seed);
   r.run_seconds = seconds_since(start);
   if (p.on_run_end) p.on_run_end();
   r.ops = total_ops;
@@ -147,7 +157,8 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
     auto [begin, end] = share(pages, p.threads, t);
     for (size_t page = begin; page < end; ++page) {
       const uint64_t* base = words + page * kWordsPerPage;
-      if (base[0] != pattern(page * kWordsPerPage) + updates[page].load(std::memory_order_relaxed)) {
+      if (base[0] !=
+          pattern(page * kWordsPerPage) + updates[page].load(std::memory_order_relaxed)) {
         size_t expected = SIZE_MAX;
         bad.compare_exchange_strong(expected, page * kWordsPerPage);
       }
@@ -192,12 +203,14 @@ Checksum checksum(const uint64_t* values, size_t count, unsigned threads) {
 void parallel_sort(uint64_t* values, size_t count, unsigned threads) {
   std::vector<std::pair<size_t, size_t>> ranges{{0, count}};
   while (ranges.size() < threads) {
-    auto widest = std::max_element(ranges.begin(), ranges.end(),
-                                   [](auto a, auto b) { return a.second - a.first < b.second - b.first; });
+    auto widest = std::max_element(ranges.begin(), ranges.end(), [](auto a, auto b) {
+      return a.second - a.first < b.second - b.first;
+    });
     auto [begin, end] = *widest;
     if (end - begin < 2) break;
     uint64_t pivot = values[begin + (end - begin) / 2];
-    uint64_t* middle = std::partition(values + begin, values + end, [&](uint64_t v) { return v < pivot; });
+    uint64_t* middle =
+        std::partition(values + begin, values + end, [&](uint64_t v) { return v < pivot; });
     size_t split = static_cast<size_t>(middle - values);
     if (split == begin || split == end) break;
     *widest = {begin, split};
@@ -205,7 +218,8 @@ void parallel_sort(uint64_t* values, size_t count, unsigned threads) {
   }
   std::vector<std::thread> workers;
   for (size_t i = 1; i < ranges.size(); ++i)
-    workers.emplace_back([&, i] { std::sort(values + ranges[i].first, values + ranges[i].second); });
+    workers.emplace_back(
+        [&, i] { std::sort(values + ranges[i].first, values + ranges[i].second); });
   std::sort(values + ranges[0].first, values + ranges[0].second);
   for (auto& w : workers) w.join();
 }
@@ -231,28 +245,39 @@ WorkloadResult run_sort(uint64_t* values, size_t count, const WorkloadParams& p)
   Checksum after = checksum(values, count, p.threads);
   r.verify_seconds = seconds_since(start);
   r.verified = sorted && before == after;
-  if (!sorted) r.failure = "output is not sorted";
-  else if (!(before == after)) r.failure = "checksum differs after sorting (elements lost or changed)";
+  if (!sorted)
+    r.failure = "output is not sorted";
+  else if (!(before == after))
+    r.failure = "checksum differs after sorting (elements lost or changed)";
   return r;
 }
 
 }  // namespace
 
 bool parse_pattern(const std::string& text, Pattern* out) {
-  if (text == "seq") *out = Pattern::kSeq;
-  else if (text == "rand") *out = Pattern::kRand;
-  else if (text == "zipf") *out = Pattern::kZipf;
-  else if (text == "sort") *out = Pattern::kSort;
-  else return false;
+  if (text == "seq")
+    *out = Pattern::kSeq;
+  else if (text == "rand")
+    *out = Pattern::kRand;
+  else if (text == "zipf")
+    *out = Pattern::kZipf;
+  else if (text == "sort")
+    *out = Pattern::kSort;
+  else
+    return false;
   return true;
 }
 
 const char* to_string(Pattern pattern) {
   switch (pattern) {
-    case Pattern::kSeq: return "seq";
-    case Pattern::kRand: return "rand";
-    case Pattern::kZipf: return "zipf";
-    case Pattern::kSort: return "sort";
+    case Pattern::kSeq:
+      return "seq";
+    case Pattern::kRand:
+      return "rand";
+    case Pattern::kZipf:
+      return "zipf";
+    case Pattern::kSort:
+      return "sort";
   }
   return "?";
 }
@@ -261,10 +286,13 @@ WorkloadResult run_workload(void* memory, size_t bytes, const WorkloadParams& pa
   auto* words = static_cast<uint64_t*>(memory);
   size_t pages = bytes / kPage;
   switch (params.pattern) {
-    case Pattern::kSeq: return run_seq(words, pages, params);
-    case Pattern::kSort: return run_sort(words, bytes / sizeof(uint64_t), params);
+    case Pattern::kSeq:
+      return run_seq(words, pages, params);
+    case Pattern::kSort:
+      return run_sort(words, bytes / sizeof(uint64_t), params);
     case Pattern::kRand:
-    case Pattern::kZipf: return run_pages(words, pages, params);
+    case Pattern::kZipf:
+      return run_pages(words, pages, params);
   }
   return {};
 }
@@ -272,7 +300,8 @@ WorkloadResult run_workload(void* memory, size_t bytes, const WorkloadParams& pa
 double ideal_miss_ratio(Pattern pattern, uint64_t local_pages, uint64_t total_pages, double theta) {
   if (total_pages == 0) return 0;
   if (local_pages >= total_pages) return 0;
-  if (pattern == Pattern::kRand) return 1.0 - static_cast<double>(local_pages) / static_cast<double>(total_pages);
+  if (pattern == Pattern::kRand)
+    return 1.0 - static_cast<double>(local_pages) / static_cast<double>(total_pages);
   if (pattern == Pattern::kZipf) {
     double h_local = 0, h_total = 0;
     for (uint64_t i = 1; i <= total_pages; ++i) {

@@ -22,6 +22,7 @@ struct WorkloadParams {
   unsigned passes = 2;  // seq: sweeps over the whole working set
   double zipf_theta = 0.99;
   uint64_t seed = 1;
+  bool warmup = true;   // rand/zipf: one unmeasured operation per page first
   // Called right before and right after the measured phase (e.g. to snapshot counters).
   std::function<void()> on_run_start;
   std::function<void()> on_run_end;
