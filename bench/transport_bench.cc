@@ -161,6 +161,10 @@ Measurement bench_fabric(const Args& args, const DonorInfo& info, Provider provi
   DomainOptions options;
   options.provider = provider;
   options.device = args.device;
+  if (provider != Provider::kShm) {
+    options.node = args.host;
+    options.service = std::to_string(info.data_port);
+  }
   auto domain = Domain::open(options);
   std::unique_ptr<Channel> channel;
   uint64_t key = provider == Provider::kShm ? info.shm_key : info.tcp_key;

@@ -91,7 +91,7 @@ visit() {
   for d in $deps; do visit "$d"; done
   order+=("$mod")
 }
-for wanted in virtio_pci virtio_net rdma_rxe rdma_ucm ib_uverbs; do
+for wanted in virtio_pci virtio_net crc32_generic rdma_rxe rdma_ucm ib_uverbs; do
   path=$(grep -o "^[^:]*/$wanted\.ko[^:]*" "$MODDIR/modules.dep" | head -1)
   [[ -n $path ]] || skip "module $wanted not in $KVER"
   visit "$path"
@@ -108,7 +108,7 @@ cat > "$INITRD_DIR/init" <<INIT
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/bin:/sbin:/usr/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp; mount -t tmpfs vartmp /var/tmp
+mkdir -p /tmp /var/tmp  # the initramfs root is already RAM-backed
 for m in \$(cat /modules.order); do insmod \$m 2>/dev/null || echo "insmod \$m failed"; done
 ip link set lo up; ip link set eth0 up; ip addr add $GUEST_IP/24 dev eth0
 rdma link add rxe0 type rxe netdev eth0 && rdma link show
@@ -116,7 +116,6 @@ ls -l /dev/infiniband
 ulimit -l unlimited
 echo 1 > /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null
 export EMP_TEST_PROVIDER=verbs EMP_TEST_DEVICE=rxe0 EMP_TEST_HOST=$GUEST_IP EMP_TEST_TIME_SCALE=8
-export FI_PROVIDER=verbs
 cd /tmp
 echo "=== emp_remote_tests over libfabric verbs (soft-RoCE rxe0) ==="
 $TESTS --gtest_color=no

@@ -72,8 +72,8 @@ std::unique_ptr<Domain> Domain::open(const DomainOptions& options) {
   uint64_t flags = 0;
   if (options.passive) flags |= FI_SOURCE;
   if (options.provider == Provider::kShm) node = service = nullptr, flags = 0;
-  // An active MSG client only needs a domain; the destination comes per connection.
-  if (!options.passive && options.provider != Provider::kShm) node = service = nullptr;
+  // An active MSG client names its peer only to pick the right domain (verbs resolves
+  // the route to an RDMA device); each connection gets its own destination info.
   int rc = fi_getinfo(kFabricVersion, node, service, flags, hints, &info);
   fi_freeinfo(hints);
   std::string what = std::string("libfabric provider '") + to_string(options.provider) + "'" +

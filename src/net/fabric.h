@@ -37,8 +37,8 @@ inline constexpr uint32_t kFabricVersion = FI_VERSION(1, 17);
 struct DomainOptions {
   Provider provider = Provider::kTcp;
   std::string device;      // verbs: the RDMA device (e.g. "mlx5_0", "rxe0"); empty = any
-  std::string node;        // passive: bind address; active MSG: the peer (only to pick a route)
-  std::string service;     // passive: port ("0" = any)
+  std::string node;        // passive: bind address; active MSG: the peer (picks the device)
+  std::string service;     // passive: port ("0" = any); active: any port of the peer
   bool passive = false;    // true for vmd's listening side
 };
 

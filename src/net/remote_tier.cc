@@ -52,6 +52,8 @@ void RemoteTier::establish() {
   }
   DomainOptions options;
   options.provider = provider_;
+  options.node = control->peer();
+  options.service = std::to_string(spec_.port);
   domain_ = Domain::open(options);
   auto grant = control->lease(spec_.size_bytes, provider_, std::nullopt);
   auto link = make_link(*control, grant);
