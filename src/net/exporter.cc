@@ -261,8 +261,11 @@ void Exporter::progress_loop() noexcept {
       // Activity: keep progressing briefly so the next request needs no wake-up.
       auto until = Clock::now() + spin_;
       while (Clock::now() < until && !stopping_.load(std::memory_order_relaxed)) {
-        if (drain(cq_) == 0) __builtin_ia32_pause();
-        fi_cq_read(cq_, entries, 0);
+        if (drain(cq_) == 0) {
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause();
+#endif
+        }
       }
     }
   }

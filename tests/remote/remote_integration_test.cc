@@ -99,6 +99,35 @@ TEST(RemoteTier, ReadsBackWhatItWroteFromManyThreads) {
   EXPECT_EQ(tier->counters().errors, 0u);
 }
 
+TEST(RemoteTier, FewInflightSlotsAndManyThreadsStillCompleteEveryBatch) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32"}));
+  auto config = fast_config();
+  config.channel.max_inflight = 3;  // far fewer than one batch: posting must wait for slots
+  auto tier = net::RemoteTier::connect(remote_spec(vmd->port(), 16), config);
+  constexpr size_t kSub = 4096, kSpans = 32;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      std::vector<std::vector<uint64_t>> data;
+      std::vector<tier::IoSpan> spans;
+      for (size_t i = 0; i < kSpans; ++i) {
+        size_t block = t * kSpans + i;
+        data.push_back(block_pattern(kSub, 9, block));
+      }
+      for (size_t i = 0; i < kSpans; ++i) spans.push_back({(t * kSpans + i) * kSub, data[i].data(), kSub});
+      for (int round = 0; round < 20; ++round) {
+        if (!tier->write_batch(spans).is_ok()) ++failures;
+        for (auto& d : data) std::fill(d.begin(), d.end(), 0);
+        if (!tier->read_batch(spans).is_ok()) ++failures;
+        for (size_t i = 0; i < kSpans; ++i)
+          if (!block_matches(data[i], 9, t * kSpans + i)) ++failures;
+      }
+    });
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
 TEST(RemoteTier, UnreachableDonorStopsWithAMessageNamingTheElement) {
   // A port nothing listens on.
   UniqueFd probe = net::tcp_listen("127.0.0.1", 0);
