@@ -123,7 +123,8 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
   if (p.pattern == Pattern::kZipf) zipf = std::make_unique<ZipfGenerator>(pages, p.zipf_theta);
   uint64_t total_ops = p.ops ? p.ops : 2 * pages;
   std::atomic<size_t> bad{SIZE_MAX};
-  // Warm-up (not measured): as many operations as pages, so the measured phase sees a
+  // Warm-up (not measured): as many operations as pages (at most as many as measured),
+  // so the measured phase sees a
   // cache shaped by the access pattern rather than by the sequential initialisation.
   auto run_ops = [&](uint64_t ops, uint64_t seed) {
     parallel(p.threads, [&](unsigned t) {
@@ -144,7 +145,7 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
       }
     });
   };
-  if (p.warmup) run_ops(pages, p.seed + 1000003);
+  if (p.warmup) run_ops(std::min<uint64_t>(pages, total_ops), p.seed + 1000003);
   r.init_seconds = seconds_since(start);
   if (p.on_run_start) p.on_run_start();
   start = Clock::now();
