@@ -124,8 +124,8 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
   uint64_t total_ops = p.ops ? p.ops : 2 * pages;
   std::atomic<size_t> bad{SIZE_MAX};
   // Warm-up (not measured): as many operations as pages (at most as many as measured),
-  // so the measured phase sees a
-  // cache shaped by the access pattern rather than by the sequential initialisation.
+  // so the measured phase sees a cache shaped by the access pattern rather than by the
+  // sequential initialisation.
   auto run_ops = [&](uint64_t ops, uint64_t seed) {
     parallel(p.threads, [&](unsigned t) {
       std::mt19937_64 rng(seed * 7919 + t);
