@@ -7,7 +7,7 @@ DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libm
                 libgtest-dev libgmock-dev libbenchmark-dev python3
 
 # Sanitizer run-time settings (used by the asan-ubsan and tsan presets; harmless otherwise).
-export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1
+export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=7
 export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
 export ASAN_OPTIONS ?= detect_leaks=1
 

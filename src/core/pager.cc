@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "os/app_memory.h"
 #include "os/raw_syscalls.h"
 
 namespace emp::core {
@@ -178,7 +179,7 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
         written[next] = false;
         continue;
       }
-      std::memcpy(staging + used, range.pointer(), range.length);
+      os::copy_from_frozen_app_memory(staging + used, range.pointer(), range.length);
       scratch.spans[staged] = tier::IoSpan{block.slot.offset(), staging + used, range.length};
       members[staged++] = next;
       used += range.length;

@@ -1,0 +1,30 @@
+// Copying out of application memory that the kernel keeps frozen for us.
+//
+// The evictor reads a dirty block right after write-protecting it (UFFDIO_WRITEPROTECT):
+// the TLB shootdown orders every earlier application write before the copy, and later
+// writes fault and wait. ThreadSanitizer cannot see that ordering, so under TSan the copy
+// is excluded from race detection (the application's own accesses are still checked
+// against each other). Thread-safe, noexcept.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_ignore_thread_begin();
+extern "C" void __tsan_ignore_thread_end();
+#endif
+
+namespace emp::os {
+
+inline void copy_from_frozen_app_memory(void* destination, const void* source, size_t length) noexcept {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_ignore_thread_begin();
+  std::memcpy(destination, source, length);
+  __tsan_ignore_thread_end();
+#else
+  std::memcpy(destination, source, length);
+#endif
+}
+
+}  // namespace emp::os
