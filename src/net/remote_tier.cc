@@ -69,15 +69,17 @@ void RemoteTier::establish() {
 
 std::shared_ptr<RemoteTier::Link> RemoteTier::make_link(ControlClient& control, const protocol::LeaseGrant& grant) {
   auto link = std::make_shared<Link>();
-  if (provider_ == Provider::kShm) {
-    link->channel = Channel::attach(*domain_, {grant.address, grant.address_length}, config_.channel);
-  } else {
+  auto open_channel = [&]() -> std::shared_ptr<Channel> {
+    if (provider_ == Provider::kShm)
+      return Channel::attach(*domain_, {grant.address, grant.address_length}, config_.channel);
     protocol::DataConnect request{protocol::kDataMagic, protocol::kVersion, 0, grant.lease_id, {}};
     std::memcpy(request.ticket, grant.ticket, sizeof request.ticket);
-    link->channel = Channel::connect(*domain_, control.peer(), grant.data_port,
-                                     {reinterpret_cast<const uint8_t*>(&request), sizeof request},
-                                     deadline_after(config_.connect_timeout), config_.channel);
-  }
+    return Channel::connect(*domain_, control.peer(), grant.data_port,
+                            {reinterpret_cast<const uint8_t*>(&request), sizeof request},
+                            deadline_after(config_.connect_timeout), config_.channel);
+  };
+  link->reads = open_channel();
+  link->writes = open_channel();
   link->key = grant.mr_key;
   link->base = grant.remote_base;
   std::shared_lock loss(loss_mu_);
@@ -157,13 +159,13 @@ std::shared_ptr<RemoteTier::Link> RemoteTier::wait_for_link(Deadline deadline) n
   std::unique_lock lock(state_mu_);
   while (true) {
     if (health() == tier::TierHealth::kLost || stopping_) return nullptr;
-    if (link_ && !link_->channel->broken()) return link_;
+    if (link_ && !link_->broken()) return link_;
     if (!reconnect_needed_) {
       reconnect_needed_ = true;
       state_cv_.notify_all();
     }
     if (state_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-      if (link_ && !link_->channel->broken()) return link_;
+      if (link_ && !link_->broken()) return link_;
       return nullptr;
     }
   }
@@ -207,8 +209,8 @@ Status RemoteTier::run_ops(Link& link, std::span<const tier::IoSpan> spans, bool
       ops[i] = RmaOp{span.buffer, span.length, desc, link.base + span.offset};
     }
     Deadline deadline = deadline_after(config_.op_timeout);
-    Status status = is_read ? link.channel->read({ops, count}, link.key, deadline)
-                            : link.channel->write({ops, count}, link.key, deadline);
+    Status status = is_read ? link.reads->read({ops, count}, link.key, deadline)
+                            : link.writes->write({ops, count}, link.key, deadline);
     if (!status) return status;
   }
   return Status::ok();
@@ -232,7 +234,7 @@ Status RemoteTier::transfer(std::span<const tier::IoSpan> spans, bool is_read) n
       last = Status::error(EIO, "write landed in a lease that was lost");
       continue;  // rewrite it into the new lease
     }
-    if (!link->channel->broken()) return last;
+    if (!link->broken()) return last;
     EMP_INFO("remote", "donor %s: %s; reconnecting", where_.c_str(), last.to_string().c_str());
   }
   return last;
@@ -250,7 +252,7 @@ void RemoteTier::supervise() noexcept {
         state_cv_.wait(lock, [&] { return stopping_; });
         return;
       }
-      need = reconnect_needed_ || !link_ || link_->channel->broken();
+      need = reconnect_needed_ || !link_ || link_->broken();
     }
     if (!need) {
       tier::TierCounters counters = this->counters();
@@ -278,7 +280,7 @@ void RemoteTier::reconnect() noexcept {
     std::lock_guard lock(state_mu_);
     old = link_;
   }
-  if (old) old->channel->fail(Status::error(ECONNRESET, "reconnecting to the donor"));
+  if (old) old->fail(Status::error(ECONNRESET, "reconnecting to the donor"));
   if (health() == tier::TierHealth::kHealthy) health_.store(tier::TierHealth::kDegraded);
   const Deadline deadline = deadline_after(config_.reconnect_window);
   auto backoff = std::chrono::milliseconds(50);
@@ -347,7 +349,7 @@ void RemoteTier::drop_connections_for_testing() {
     link = link_;
     if (control_) control_->shutdown_for_testing();
   }
-  if (link) link->channel->fail(Status::error(ECONNRESET, "connection dropped (test)"));
+  if (link) link->fail(Status::error(ECONNRESET, "connection dropped (test)"));
 }
 
 }  // namespace emp::net

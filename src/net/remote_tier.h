@@ -72,11 +72,19 @@ class RemoteTier final : public tier::Tier {
   Status write_impl(std::span<const tier::IoSpan> spans) noexcept override;
 
  private:
+  // Two data channels to the same lease: reads (the fault path) never queue behind
+  // write-back batches on the same connection.
   struct Link {
-    std::shared_ptr<Channel> channel;
+    std::shared_ptr<Channel> reads;
+    std::shared_ptr<Channel> writes;
     uint64_t key = 0;
     uint64_t base = 0;
     uint64_t data_epoch = 0;
+    bool broken() const noexcept { return reads->broken() || writes->broken(); }
+    void fail(Status why) noexcept {
+      reads->fail(why);
+      writes->fail(why);
+    }
   };
   struct Registration {
     uintptr_t base;
