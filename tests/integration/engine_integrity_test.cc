@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <thread>
 
 #include "testing/engine_fixture.h"
@@ -18,13 +17,6 @@
 namespace emp::testing {
 namespace {
 
-uint64_t process_rss_bytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-  return 0;
-}
 
 
 struct MatrixCase {
@@ -62,12 +54,8 @@ TEST_P(AccessMatrix, EveryByteSurvivesHeavyEviction) {
   sampler.join();
   const uint64_t emp_buffers = (8 << 20) + setup.fault_threads * std::max<uint64_t>(setup.block_size, 64 << 10);
   const uint64_t allowed = setup.budget + engine->slack() + emp_buffers + (2 << 20) /* test bookkeeping */;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  const bool check_rss = false;  // sanitizer shadow memory is part of RSS
-#else
-  const bool check_rss = c.tier == TierKind::kFile;  // memory tiers hold their data in this process
-#endif
-  if (check_rss) {
+  // (Memory tiers hold their data in this process, so only the file tier is checked.)
+  if (kRssReflectsEmp && c.tier == TierKind::kFile) {
     EXPECT_LE(rss_max.load() - std::min(rss_before, rss_max.load()), allowed)
         << "RSS grew from " << rss_before << " to " << rss_max.load();
   }

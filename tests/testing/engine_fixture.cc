@@ -3,11 +3,20 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <system_error>
 
 #include "common/mem_path.h"
 
 namespace emp::testing {
+
+uint64_t process_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
 
 TempFiles::~TempFiles() {
   for (const auto& file : files) ::unlink(file.c_str());

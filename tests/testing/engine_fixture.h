@@ -36,6 +36,15 @@ struct TempFiles {
   ~TempFiles();
 };
 
+// This process's VmRSS in bytes (from /proc/self/status).
+uint64_t process_rss_bytes();
+// False under ASan/TSan, whose shadow memory makes RSS say nothing about EMP's budget.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kRssReflectsEmp = false;
+#else
+inline constexpr bool kRssReflectsEmp = true;
+#endif
+
 // A unique scratch file path under /var/tmp (removed by the caller or at exit).
 std::string temp_tier_path(const std::string& tag);
 std::unique_ptr<tier::Pool> make_pool(TierKind kind, uint64_t bytes, std::vector<std::string>* files);
