@@ -20,7 +20,7 @@ if [ -x "$vmd" ]; then
   echo "demo: starting a memory donor: vmd -m 2048 -p $port -d tcp --bind 127.0.0.1"
   "$vmd" -m 2048 -p "$port" -d tcp --bind 127.0.0.1 --auth-key-file "$work/key" >"$work/vmd.log" 2>&1 &
   vmd_pid=$!
-  for _ in $(seq 50); do
+  for _ in $(seq 300); do
     grep -q "serving" "$work/vmd.log" 2>/dev/null && break
     sleep 0.1
   done
