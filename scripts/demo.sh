@@ -16,7 +16,7 @@ trap cleanup EXIT INT TERM
 size=${EMP_DEMO_SIZE:-1G}
 if [ -x "$vmd" ]; then
   port=$((20000 + $$ % 10000))
-  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/key"
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/key")
   echo "demo: starting a memory donor: vmd -m 2048 -p $port -d tcp --bind 127.0.0.1"
   "$vmd" -m 2048 -p "$port" -d tcp --bind 127.0.0.1 --auth-key-file "$work/key" >"$work/vmd.log" 2>&1 &
   vmd_pid=$!
