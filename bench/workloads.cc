@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/hash.h"
+
 namespace emp::bench {
 namespace {
 
@@ -20,16 +22,15 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-uint64_t mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
+using emp::mix64;
+// Remembers the first failing index (atomically; later failures are ignored).
+void record_first(std::atomic<size_t>& bad, size_t index) {
+  size_t expected = SIZE_MAX;
+  bad.compare_exchange_strong(expected, index);
 }
+
 uint64_t pattern(size_t word) {
-  return mix(word * 0x9e3779b97f4a7c15ULL + 0x5eed);
+  return mix64(word * 0x9e3779b97f4a7c15ULL + 0x5eed);
 }
 
 template <typename Fn>
@@ -100,8 +101,7 @@ WorkloadResult run_seq(uint64_t* words, size_t pages, const WorkloadParams& p) {
     auto [begin, end] = share(pages, p.threads, t);
     for (size_t w = begin * kWordsPerPage; w < end * kWordsPerPage; ++w)
       if (words[w] != pattern(w) + p.passes) {
-        size_t expected = SIZE_MAX;
-        bad.compare_exchange_strong(expected, w);
+        record_first(bad, w);
         return;
       }
   });
@@ -137,8 +137,7 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
         size_t line = 1 + rng() % (kWordsPerPage / 8 - 1);
         for (size_t w = line * 8; w < line * 8 + 8; ++w)
           if (base[w] != pattern(page * kWordsPerPage + w)) {
-            size_t expected = SIZE_MAX;
-            bad.compare_exchange_strong(expected, page * kWordsPerPage + w);
+            record_first(bad, page * kWordsPerPage + w);
           }
         __atomic_fetch_add(base, 1, __ATOMIC_RELAXED);
         updates[page].fetch_add(1, std::memory_order_relaxed);
@@ -160,13 +159,11 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
       const uint64_t* base = words + page * kWordsPerPage;
       if (base[0] !=
           pattern(page * kWordsPerPage) + updates[page].load(std::memory_order_relaxed)) {
-        size_t expected = SIZE_MAX;
-        bad.compare_exchange_strong(expected, page * kWordsPerPage);
+        record_first(bad, page * kWordsPerPage);
       }
       for (size_t w = 1; w < kWordsPerPage; ++w)
         if (base[w] != pattern(page * kWordsPerPage + w)) {
-          size_t expected = SIZE_MAX;
-          bad.compare_exchange_strong(expected, page * kWordsPerPage + w);
+          record_first(bad, page * kWordsPerPage + w);
         }
     }
   });
@@ -180,7 +177,7 @@ struct Checksum {
   uint64_t sum = 0, mixed = 0;
   void add(uint64_t v) {
     sum += v;
-    mixed += mix(v);
+    mixed += mix64(v);
   }
   bool operator==(const Checksum&) const = default;
 };
@@ -231,7 +228,7 @@ WorkloadResult run_sort(uint64_t* values, size_t count, const WorkloadParams& p)
   auto start = Clock::now();
   parallel(p.threads, [&](unsigned t) {
     auto [begin, end] = share(count, p.threads, t);
-    for (size_t i = begin; i < end; ++i) values[i] = mix(i ^ (p.seed << 40));
+    for (size_t i = begin; i < end; ++i) values[i] = mix64(i ^ (p.seed << 40));
   });
   Checksum before = checksum(values, count, p.threads);
   r.init_seconds = seconds_since(start);

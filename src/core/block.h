@@ -62,6 +62,13 @@ class BlockMeta {
     *seen = word;
     return false;
   }
+  // Takes the busy bit, waiting (futex) while another thread holds it; returns the word
+  // seen when it was taken.
+  uint32_t acquire() noexcept {
+    uint32_t word;
+    while (!try_acquire(&word)) wait_not_busy();
+    return word;
+  }
   // Blocks until the busy bit is clear (futex wait).
   void wait_not_busy() const noexcept {
     uint32_t word = word_.load(std::memory_order_acquire);

@@ -120,8 +120,7 @@ Status Engine::release(void* address) noexcept {
   region->retire();
   for (size_t i = 0; i < region->block_count(); ++i) {
     BlockMeta& block = region->block(i);
-    uint32_t word;
-    while (!block.try_acquire(&word)) block.wait_not_busy();
+    uint32_t word = block.acquire();
     if (BlockMeta::state_of(word) == BlockState::kResident) budget_.uncharge(region->block_range(i).length);
     if (block.slot.valid()) pool_->release(block.slot, region->slot_bytes(i));
     block.slot = tier::Slot{};

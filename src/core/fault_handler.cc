@@ -146,60 +146,46 @@ void FaultHandler::charge(uint64_t bytes, Scratch& scratch) noexcept {
 void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch) noexcept {
   size_t index = region.block_index(address);
   BlockMeta& block = region.block(index);
-  for (;;) {
-    uint32_t word;
-    if (!block.try_acquire(&word)) {
-      block.wait_not_busy();
-      continue;
-    }
-    if (region.retired() || BlockMeta::state_of(word) == BlockState::kResident) {
-      block.release(word);
-      (void)pager_.wake(address);
-      counters_.faults_local.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    uint64_t length = region.block_range(index).length;
-    charge(length, scratch);
-    for (int attempt = 0;; ++attempt) {
-      if (pager_.fill(region, index, word, address, is_write, clock_.epoch(), scratch)) return;
-      if (attempt == 3) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10 << attempt));
-    }
-    budget_.uncharge(length);
+  uint32_t word = block.acquire();
+  if (region.retired() || BlockMeta::state_of(word) == BlockState::kResident) {
     block.release(word);
-    char message[160];
-    std::snprintf(message, sizeof message,
-                  "cannot read back memory at %#lx from the second tier (%s); its data is unavailable", address,
-                  block.slot.valid() ? pool_.tier(block.slot.tier()).name().c_str() : "no tier");
-    fatal_(message);
+    (void)pager_.wake(address);
+    counters_.faults_local.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  uint64_t length = region.block_range(index).length;
+  charge(length, scratch);
+  for (int attempt = 0;; ++attempt) {
+    if (pager_.fill(region, index, word, address, is_write, clock_.epoch(), scratch)) return;
+    if (attempt == 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10 << attempt));
+  }
+  budget_.uncharge(length);
+  block.release(word);
+  char message[160];
+  std::snprintf(message, sizeof message,
+                "cannot read back memory at %#lx from the second tier (%s); its data is unavailable", address,
+                block.slot.valid() ? pool_.tier(block.slot.tier()).name().c_str() : "no tier");
+  fatal_(message);
 }
 
 void FaultHandler::on_write_protect(Region& region, uintptr_t address) noexcept {
   size_t index = region.block_index(address);
   BlockMeta& block = region.block(index);
-  for (;;) {
-    uint32_t word;
-    if (!block.try_acquire(&word)) {
-      block.wait_not_busy();
-      continue;
-    }
-    if (!region.retired() && BlockMeta::state_of(word) == BlockState::kResident) {
-      if (!(word & BlockMeta::kDirty)) {
-        pager_.make_dirty(region, index, word);  // releases the block
-        return;
-      }
-      // Already dirty: a stale message, or a page left protected; make sure it is writable.
-      BlockRange range = region.block_range(index);
-      (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
-      block.release(word);
+  uint32_t word = block.acquire();
+  if (!region.retired() && BlockMeta::state_of(word) == BlockState::kResident) {
+    if (!(word & BlockMeta::kDirty)) {
+      pager_.make_dirty(region, index, word);  // releases the block
       return;
     }
+    // Already dirty: a stale message, or a page left protected; make sure it is writable.
+    BlockRange range = region.block_range(index);
+    (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
     block.release(word);
-    (void)pager_.wake(address);  // evicted meanwhile: the thread takes a missing fault next
     return;
   }
+  block.release(word);
+  (void)pager_.wake(address);  // evicted meanwhile: the thread takes a missing fault next
 }
 
 }  // namespace emp::core

@@ -22,31 +22,17 @@ Status Tier::check(std::span<const IoSpan> spans) const noexcept {
   return Status::ok();
 }
 
-Status Tier::read_batch(std::span<const IoSpan> spans) noexcept {
+Status Tier::run_counted(std::span<const IoSpan> spans, bool is_write) noexcept {
   Status status = check(spans);
-  if (status) status = read_impl(spans);
+  if (status) status = is_write ? write_impl(spans) : read_impl(spans);
   if (!status) {
     errors_.fetch_add(1, std::memory_order_relaxed);
     return status;
   }
   uint64_t bytes = 0;
   for (const IoSpan& span : spans) bytes += span.length;
-  bytes_read_.fetch_add(bytes, std::memory_order_relaxed);
-  read_ops_.fetch_add(spans.size(), std::memory_order_relaxed);
-  return status;
-}
-
-Status Tier::write_batch(std::span<const IoSpan> spans) noexcept {
-  Status status = check(spans);
-  if (status) status = write_impl(spans);
-  if (!status) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    return status;
-  }
-  uint64_t bytes = 0;
-  for (const IoSpan& span : spans) bytes += span.length;
-  bytes_written_.fetch_add(bytes, std::memory_order_relaxed);
-  write_ops_.fetch_add(spans.size(), std::memory_order_relaxed);
+  (is_write ? bytes_written_ : bytes_read_).fetch_add(bytes, std::memory_order_relaxed);
+  (is_write ? write_ops_ : read_ops_).fetch_add(spans.size(), std::memory_order_relaxed);
   return status;
 }
 

@@ -56,8 +56,8 @@ class Tier {
     return write_batch({&span, 1});
   }
   // All spans complete (or the first error is returned) before these return.
-  Status read_batch(std::span<const IoSpan> spans) noexcept;
-  Status write_batch(std::span<const IoSpan> spans) noexcept;
+  Status read_batch(std::span<const IoSpan> spans) noexcept { return run_counted(spans, false); }
+  Status write_batch(std::span<const IoSpan> spans) noexcept { return run_counted(spans, true); }
 
   // Makes [base, base+length) usable as an I/O buffer (e.g. RDMA registration).
   virtual Status register_buffer(void* /*base*/, size_t /*length*/) noexcept { return Status::ok(); }
@@ -72,6 +72,7 @@ class Tier {
 
  private:
   Status check(std::span<const IoSpan> spans) const noexcept;
+  Status run_counted(std::span<const IoSpan> spans, bool is_write) noexcept;
 
   std::string name_;
   uint64_t capacity_;

@@ -6,18 +6,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/hash.h"
+
 namespace emp::testing {
 
-inline uint64_t mix(uint64_t x) noexcept {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
 inline uint64_t pattern_word(size_t word_index, uint64_t version) noexcept {
-  return mix(word_index * 0x9e3779b97f4a7c15ULL + version);
+  return mix64(word_index * 0x9e3779b97f4a7c15ULL + version);
 }
 
 // Writes pattern words for [first_word, first_word + words).
