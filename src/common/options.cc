@@ -65,6 +65,13 @@ std::vector<OptionInfo> build_table() {
                      if (!n || *n < 1 || *n > 64) bad("EMP_FAULT_THREADS", v, "expected 1..64");
                      o.fault_threads = static_cast<unsigned>(*n);
                    }});
+  table.push_back({"EMP_TRANSPORT", "transport", "auto",
+                   "data path to the donors: auto (the donor's verbs device, else tcp), tcp or verbs",
+                   [](Options& o, std::string_view v) {
+                     // shm is not offered yet: its write batches time out under emp-bench load.
+                     if (v != "auto" && v != "tcp" && v != "verbs") bad("EMP_TRANSPORT", v, "expected auto, tcp or verbs");
+                     o.transport = std::string(v);
+                   }});
   table.push_back({"EMP_AUTH_KEY", "auth-key", "", "key shared with the donors (vmd --auth-key-file)",
                    [](Options& o, std::string_view v) { o.auth_key = std::string(v); }});
   table.push_back({"EMP_AUTH_KEY_FILE", "auth-key-file", "", "file holding the key shared with the donors",

@@ -33,6 +33,7 @@ struct Options {
   bool elastic = false;
   unsigned replicas = 1;
   unsigned fault_threads = 2;
+  std::string transport = "auto";  // auto (the donor's own: verbs or tcp), tcp, verbs, shm
   std::string auth_key;
   std::string auth_key_file;
   log::Level log_level = log::Level::kWarn;

@@ -8,6 +8,7 @@ namespace emp::net {
 
 tier::Pool::RemoteFactory make_remote_factory(const Options& options, const RemoteConfig& base) {
   RemoteConfig config = base;
+  if (options.transport != "auto") config.provider = parse_provider(options.transport);
   if (!options.auth_key.empty()) {
     config.key = options.auth_key;
   } else if (!options.auth_key_file.empty()) {

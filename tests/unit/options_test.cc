@@ -43,6 +43,7 @@ TEST(Options, RejectsBadValuesNamingTheVariable) {
       {"EMP_SUBBLOCK_SIZE=1K", "EMP_SUBBLOCK_SIZE"}, {"EMP_CSF=maybe", "EMP_CSF"},
       {"EMP_REPLICAS=4", "EMP_REPLICAS"},          {"EMP_LOG_LEVEL=loud", "EMP_LOG_LEVEL"},
       {"EMP_FAULT_THREADS=0", "EMP_FAULT_THREADS"}, {"EMP_MEM_PATH=dram:0", "dram:0"},
+      {"EMP_TRANSPORT=udp", "EMP_TRANSPORT"},
   };
   for (const auto& c : cases) {
     const char* env[] = {c.entry, nullptr};
