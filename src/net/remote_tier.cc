@@ -58,13 +58,18 @@ void RemoteTier::establish() {
   auto grant = control->lease(spec_.size_bytes, provider_, std::nullopt);
   auto link = make_link(*control, grant);
   std::lock_guard lock(state_mu_);
+  adopt_lease_locked(grant, std::move(link), std::move(control));
+  EMP_INFO("remote", "donor %s: lease %llx of %llu MiB over %s", where_.c_str(),
+           static_cast<unsigned long long>(grant.lease_id), static_cast<unsigned long long>(spec_.size_bytes >> 20),
+           to_string(provider_));
+}
+
+void RemoteTier::adopt_lease_locked(const protocol::LeaseGrant& grant, std::shared_ptr<Link> link,
+                                    std::unique_ptr<ControlClient> control) {
   resume_.lease_id = grant.lease_id;
   std::memcpy(resume_.token, grant.resume_token, sizeof resume_.token);
   link_ = std::move(link);
   control_ = std::move(control);
-  EMP_INFO("remote", "donor %s: lease %llx of %llu MiB over %s", where_.c_str(),
-           static_cast<unsigned long long>(grant.lease_id), static_cast<unsigned long long>(spec_.size_bytes >> 20),
-           to_string(provider_));
 }
 
 std::shared_ptr<RemoteTier::Link> RemoteTier::make_link(ControlClient& control, const protocol::LeaseGrant& grant) {
@@ -313,10 +318,7 @@ void RemoteTier::reconnect() noexcept {
       auto link = make_link(*control, grant);
       {
         std::lock_guard lock(state_mu_);
-        resume_.lease_id = grant.lease_id;
-        std::memcpy(resume_.token, grant.resume_token, sizeof resume_.token);
-        link_ = std::move(link);
-        control_ = std::move(control);
+        adopt_lease_locked(grant, std::move(link), std::move(control));
         reconnect_needed_ = false;
       }
       health_.store(data_lost_.load() ? tier::TierHealth::kDegraded : tier::TierHealth::kHealthy);

@@ -95,6 +95,9 @@ class RemoteTier final : public tier::Tier {
   RemoteTier(const TierSpec& spec, const RemoteConfig& config);
   void establish();  // first connection; throws
   std::shared_ptr<Link> make_link(ControlClient& control, const protocol::LeaseGrant& grant);  // throws
+  // Publishes a granted lease with its data link and control connection (state_mu_ held).
+  void adopt_lease_locked(const protocol::LeaseGrant& grant, std::shared_ptr<Link> link,
+                          std::unique_ptr<ControlClient> control);
   Status transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept;
   Status run_ops(Link& link, std::span<const tier::IoSpan> spans, bool is_read) noexcept;
   std::shared_ptr<Link> wait_for_link(Deadline deadline) noexcept;
