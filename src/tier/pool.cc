@@ -54,17 +54,9 @@ void Pool::release(Slot slot, uint64_t bytes) noexcept {
   if (slot.valid()) tiers_[slot.tier()].allocator->release(slot.offset(), bytes);
 }
 
-Status Pool::read(Slot slot, uint64_t offset_in_slot, void* buffer, size_t length) noexcept {
-  return tiers_[slot.tier()].tier->read(slot.offset() + offset_in_slot, buffer, length);
-}
-
 Status Pool::read_batch(Slot slot, std::span<IoSpan> spans) noexcept {
   for (IoSpan& span : spans) span.offset += slot.offset();
   return tiers_[slot.tier()].tier->read_batch(spans);
-}
-
-Status Pool::write(Slot slot, const void* buffer, size_t length) noexcept {
-  return tiers_[slot.tier()].tier->write(slot.offset(), buffer, length);
 }
 
 Status Pool::register_buffer(void* base, size_t length) noexcept {

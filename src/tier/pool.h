@@ -47,9 +47,8 @@ class Pool {
   Result<Slot> allocate(uint64_t bytes) noexcept;
   void release(Slot slot, uint64_t bytes) noexcept;
 
-  Status read(Slot slot, uint64_t offset_in_slot, void* buffer, size_t length) noexcept;
+  // Reads spans whose offsets are relative to the slot (they are rebased in place).
   Status read_batch(Slot slot, std::span<IoSpan> spans_in_slot) noexcept;
-  Status write(Slot slot, const void* buffer, size_t length) noexcept;
   Status register_buffer(void* base, size_t length) noexcept;
 
  private:

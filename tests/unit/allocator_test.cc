@@ -60,8 +60,9 @@ TEST(Pool, ReservationFailsWithEnomemAndRoundRobins) {
   ASSERT_TRUE(a && b);
   EXPECT_NE(a->tier(), b->tier());
   std::vector<char> out(64 << 10, 'x'), in(64 << 10);
-  ASSERT_TRUE(pool.write(*a, out.data(), out.size()).is_ok());
-  ASSERT_TRUE(pool.read(*a, 0, in.data(), in.size()).is_ok());
+  ASSERT_TRUE(pool.tier(a->tier()).write(a->offset(), out.data(), out.size()).is_ok());
+  tier::IoSpan span{0, in.data(), in.size()};
+  ASSERT_TRUE(pool.read_batch(*a, {&span, 1}).is_ok());
   EXPECT_EQ(in, out);
 }
 
