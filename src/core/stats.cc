@@ -5,6 +5,27 @@
 #include "common/size_parse.h"
 
 namespace emp::core {
+namespace {
+
+// Tier names hold paths and host names: escape them for JSON.
+std::string json_escaped(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char escape[8];
+      std::snprintf(escape, sizeof escape, "\\u%04x", c);
+      out += escape;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string EngineStats::to_json() const {
   char head[1024];
@@ -28,15 +49,13 @@ std::string EngineStats::to_json() const {
                 (unsigned long long)pool_reserved, (unsigned long long)bytes_read, (unsigned long long)bytes_written);
   std::string json = head;
   for (size_t i = 0; i < tiers.size(); ++i) {
-    char item[512];
-    std::snprintf(item, sizeof item,
-                  "%s{\"name\":\"%s\",\"health\":\"%s\",\"capacity\":%llu,\"bytes_read\":%llu,\"bytes_written\":%llu,"
-                  "\"read_ops\":%llu,\"write_ops\":%llu,\"errors\":%llu}",
-                  i ? "," : "", tiers[i].name.c_str(), tiers[i].health.c_str(), (unsigned long long)tiers[i].capacity,
-                  (unsigned long long)tiers[i].counters.bytes_read, (unsigned long long)tiers[i].counters.bytes_written,
-                  (unsigned long long)tiers[i].counters.read_ops, (unsigned long long)tiers[i].counters.write_ops,
-                  (unsigned long long)tiers[i].counters.errors);
-    json += item;
+    const TierStats& t = tiers[i];
+    json += i ? ",{" : "{";
+    json += "\"name\":\"" + json_escaped(t.name) + "\",\"health\":\"" + json_escaped(t.health) +
+            "\",\"capacity\":" + std::to_string(t.capacity) + ",\"bytes_read\":" + std::to_string(t.counters.bytes_read) +
+            ",\"bytes_written\":" + std::to_string(t.counters.bytes_written) +
+            ",\"read_ops\":" + std::to_string(t.counters.read_ops) + ",\"write_ops\":" + std::to_string(t.counters.write_ops) +
+            ",\"errors\":" + std::to_string(t.counters.errors) + "}";
   }
   json += "]}";
   return json;
