@@ -81,16 +81,17 @@ Result<void*> Engine::map(size_t length) noexcept {
   return reinterpret_cast<void*>(base);
 }
 
-Status Engine::adopt(void* address, size_t length) noexcept {
+Status Engine::adopt(void* address, size_t length, bool reserve_pool) noexcept {
   uintptr_t base = reinterpret_cast<uintptr_t>(address);
   if (base % kPage || length == 0 || length % kPage) return Status::error(EINVAL, "adopt: range not page aligned");
-  return add_region(base, length, /*owns_memory=*/false);
+  return add_region(base, length, /*owns_memory=*/false, reserve_pool);
 }
 
-Status Engine::add_region(uintptr_t base, size_t length, bool owns_memory) noexcept {
+Status Engine::add_region(uintptr_t base, size_t length, bool owns_memory, bool reserve_pool) noexcept {
   std::shared_ptr<Region> region;
   try {
     region = std::make_shared<Region>(base, length, options_.block_size, options_.subblock_size, owns_memory);
+    if (!reserve_pool) region->set_unreserved();
   } catch (const std::exception&) {
     return Status::error(ENOMEM, "block table");
   }
@@ -98,10 +99,10 @@ Status Engine::add_region(uintptr_t base, size_t length, bool owns_memory) noexc
   auto fail = [&](Status status, bool reserved, bool registered) {
     region->disown();
     if (registered) (void)uffd_.unregister_range(reinterpret_cast<void*>(base), length);
-    if (reserved) pool_->unreserve(region->pool_bytes());
+    if (reserved) pool_->unreserve(region->reserved_pool_bytes());
     return status;
   };
-  Status status = pool_->reserve(region->pool_bytes());
+  Status status = pool_->reserve(region->reserved_pool_bytes());
   if (!status) return fail(status, false, false);
   os::raw_madvise(reinterpret_cast<void*>(base), length, MADV_NOHUGEPAGE);
   status = uffd_.register_range(reinterpret_cast<void*>(base), length);
@@ -115,6 +116,11 @@ Status Engine::add_region(uintptr_t base, size_t length, bool owns_memory) noexc
 }
 
 Status Engine::release(void* address) noexcept {
+  std::lock_guard lock(maintenance_mutex_);
+  return release_locked(address);
+}
+
+Status Engine::release_locked(void* address) noexcept {
   std::shared_ptr<Region> region = regions_.remove(reinterpret_cast<uintptr_t>(address));
   if (!region) return Status::error(EINVAL, "release: not the start of an EMP-managed region");
   region->retire();
@@ -127,7 +133,7 @@ Status Engine::release(void* address) noexcept {
     block.release(0);
   }
   (void)uffd_.unregister_range(reinterpret_cast<void*>(region->base()), region->length());
-  pool_->unreserve(region->pool_bytes());
+  pool_->unreserve(region->reserved_pool_bytes());
   if (!region->owns_memory())
     os::raw_madvise(reinterpret_cast<void*>(region->base()), region->length(), MADV_DONTNEED);
   return Status::ok();

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "common/options.h"
@@ -44,10 +45,32 @@ class Engine {
   // New EMP-managed anonymous memory (zero-filled on first touch). ENOMEM when the
   // second-tier pool cannot hold it.
   Result<void*> map(size_t length) noexcept;
-  // Puts an existing, never-touched anonymous private mapping under EMP.
-  Status adopt(void* address, size_t length) noexcept;
+  // Puts an existing, never-touched anonymous private mapping under EMP. With
+  // `reserve_pool` false the region takes second-tier space only as it is evicted (the
+  // preload's heap arena, which is sized to the whole pool).
+  Status adopt(void* address, size_t length, bool reserve_pool = true) noexcept;
   // Takes the region starting at `address` back from EMP (unmapping it if map() made it).
   Status release(void* address) noexcept;
+
+  // --- What libemp.so needs to keep munmap, madvise, mprotect and fork exact on managed
+  // memory (engine_ranges.cc). All noexcept; serialised with each other.
+  bool overlaps(const void* start, size_t length) const noexcept;
+  // Before munmap of a range: regions wholly inside are released; a region the range
+  // cuts keeps its outer parts under EMP (a block cut in two is brought in and kept as
+  // dirty memory). The caller unmaps the range afterwards.
+  Status forget_range(void* start, size_t length) noexcept;
+  // MADV_DONTNEED / MADV_FREE / MADV_REMOVE: the range reads zeros afterwards; whole
+  // blocks give their DRAM and second-tier space back.
+  Status discard_range(void* start, size_t length) noexcept;
+  // mprotect took read access away from part of the range: evictions there copy
+  // through /proc/self/mem.
+  void note_unreadable(const void* start, size_t length) noexcept;
+  // Fork: the parent holds these around fork() so no range operation is half done.
+  void lock_for_fork() noexcept { maintenance_mutex_.lock(); }
+  void unlock_after_fork() noexcept { maintenance_mutex_.unlock(); }
+  // In a forked child, where no engine thread runs: calls `visit(start, length)` for each
+  // run of managed memory whose data is not in this process (evicted, or mid-transfer).
+  void for_each_absent_range(void (*visit)(uintptr_t start, size_t length, void* context), void* context) const noexcept;
 
   void set_budget(uint64_t bytes) noexcept;
   uint64_t budget() const noexcept { return budget_.budget(); }
@@ -63,7 +86,12 @@ class Engine {
 
  private:
   Engine(EngineConfig config, os::Userfaultfd uffd);
-  Status add_region(uintptr_t base, size_t length, bool owns_memory) noexcept;
+  Status add_region(uintptr_t base, size_t length, bool owns_memory, bool reserve_pool = true) noexcept;
+  Status release_locked(void* address) noexcept;
+  Status split_out(const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end);
+  bool bring_in(Region& region, size_t index, uint32_t* word) noexcept;
+  void drop_copy(Region& region, size_t index, uint32_t* word) noexcept;
+  Scratch* maintenance_scratch() noexcept;
 
   Options options_;
   os::Userfaultfd uffd_;
@@ -75,6 +103,9 @@ class Engine {
   Pager pager_;
   Evictor evictor_;
   FaultHandler faults_;
+  // Lock order: maintenance_mutex_ → block busy bits → RegionTable's lock.
+  std::mutex maintenance_mutex_;
+  std::unique_ptr<Scratch> maintenance_scratch_;  // under maintenance_mutex_
 };
 
 }  // namespace emp::core

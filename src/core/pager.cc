@@ -1,5 +1,6 @@
 #include "core/pager.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 
 #include <cstring>
@@ -29,6 +30,8 @@ Pager::Pager(os::Userfaultfd& uffd, tier::Pool& pool, FrameBudget& budget, Engin
   auto zeros = os::Mapping::anonymous(kMaxBlockSize);
   throw_if_error(zeros.status());
   zeros_ = std::move(*zeros);
+  // For blocks the application made unreadable (mprotect); absent in some sandboxes.
+  self_memory_ = UniqueFd(::open("/proc/self/mem", O_RDONLY | O_CLOEXEC));
 }
 
 Status Pager::wake(uintptr_t address) noexcept {
@@ -179,7 +182,16 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
         written[next] = false;
         continue;
       }
-      os::copy_from_frozen_app_memory(staging + used, range.pointer(), range.length);
+      if (!v.region->may_be_unreadable()) {
+        os::copy_from_frozen_app_memory(staging + used, range.pointer(), range.length);
+      } else if (!os::copy_from_frozen_app_memory_forced(self_memory_.get(), staging + used, range.pointer(),
+                                                         range.length)) {
+        EMP_ERROR_LIMITED("pager", "reading protected block at %#lx through /proc/self/mem: %s", range.start,
+                          std::strerror(errno));
+        (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
+        written[next] = false;
+        continue;
+      }
       scratch.spans[staged] = tier::IoSpan{block.slot.offset(), staging + used, range.length};
       members[staged++] = next;
       used += range.length;

@@ -11,6 +11,7 @@
 #include <span>
 
 #include "common/options.h"
+#include "common/unique_fd.h"
 #include "core/clock_policy.h"
 #include "core/frame_budget.h"
 #include "core/region.h"
@@ -56,6 +57,7 @@ class Pager {
   EngineCounters& counters_;
   bool csf_;
   os::Mapping zeros_;  // never written: reads as zeros, source of first-touch fills
+  UniqueFd self_memory_;  // /proc/self/mem
 };
 
 }  // namespace emp::core

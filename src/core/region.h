@@ -44,14 +44,21 @@ class Region {
   // A retired region is being removed: no new fills or evictions may start in it.
   bool retired() const noexcept { return retired_.load(std::memory_order_acquire); }
   void retire() noexcept { retired_.store(true, std::memory_order_release); }
+  // The application took read access away from part of the region (mprotect): copies
+  // out of it must go through /proc/self/mem, which ignores protections.
+  bool may_be_unreadable() const noexcept { return unreadable_.load(std::memory_order_acquire); }
+  void mark_may_be_unreadable() noexcept { unreadable_.store(true, std::memory_order_release); }
 
   size_t block_index(uintptr_t address) const noexcept { return (address - first_block_start_) / block_size_; }
   BlockMeta& block(size_t index) noexcept { return blocks_[index]; }
   BlockRange block_range(size_t index) const noexcept;
   // Second-tier space one block needs (its length rounded up to a power of two).
   uint64_t slot_bytes(size_t index) const noexcept;
-  // Sum of slot_bytes over all blocks: what the region reserves in the pool.
+  // Sum of slot_bytes over all blocks: the most second-tier space the region can use.
   uint64_t pool_bytes() const noexcept;
+  // What the region reserved in the pool when it was mapped (0 when set_unreserved()).
+  uint64_t reserved_pool_bytes() const noexcept { return reserves_pool_ ? pool_bytes() : 0; }
+  void set_unreserved() noexcept { reserves_pool_ = false; }
 
  private:
   uintptr_t base_;
@@ -61,7 +68,9 @@ class Region {
   uintptr_t first_block_start_;
   size_t block_count_;
   bool owns_memory_;
+  bool reserves_pool_ = true;
   std::atomic<bool> retired_{false};
+  std::atomic<bool> unreadable_{false};
   os::Mapping table_;
   BlockMeta* blocks_;
 };

@@ -42,6 +42,29 @@ std::shared_ptr<Region> RegionTable::remove(uintptr_t base) noexcept {
   return region;
 }
 
+std::vector<std::shared_ptr<Region>> RegionTable::overlapping(uintptr_t start, uintptr_t end) const {
+  std::shared_lock lock(mutex_);
+  std::vector<std::shared_ptr<Region>> result;
+  const auto& regions = *regions_;
+  auto it = std::upper_bound(regions.begin(), regions.end(), start,
+                             [](uintptr_t a, const std::shared_ptr<Region>& r) { return a < r->base(); });
+  if (it != regions.begin() && (*(it - 1))->end() > start) --it;
+  for (; it != regions.end() && (*it)->base() < end; ++it) result.push_back(*it);
+  return result;
+}
+
+void RegionTable::replace(const std::shared_ptr<Region>& old_region, const std::vector<std::shared_ptr<Region>>& pieces) {
+  std::unique_lock lock(mutex_);
+  auto next = std::make_shared<std::vector<std::shared_ptr<Region>>>();
+  next->reserve(regions_->size() + pieces.size());
+  for (const auto& r : *regions_)
+    if (r != old_region) next->push_back(r);
+  for (const auto& piece : pieces) next->push_back(piece);
+  std::sort(next->begin(), next->end(), [](const auto& a, const auto& b) { return a->base() < b->base(); });
+  regions_ = std::move(next);
+  ++generation_;
+}
+
 RegionTable::Snapshot RegionTable::snapshot() const noexcept {
   std::shared_lock lock(mutex_);
   return regions_;

@@ -20,6 +20,10 @@ class RegionTable {
   // Throws std::invalid_argument when the range overlaps a managed region.
   void insert(std::shared_ptr<Region> region);
   std::shared_ptr<Region> remove(uintptr_t base) noexcept;
+  // Regions that intersect [start, end), in address order.
+  std::vector<std::shared_ptr<Region>> overlapping(uintptr_t start, uintptr_t end) const;
+  // Swaps `old_region` for `pieces` (non-overlapping parts of its range) atomically.
+  void replace(const std::shared_ptr<Region>& old_region, const std::vector<std::shared_ptr<Region>>& pieces);
   Snapshot snapshot() const noexcept;
   uint64_t generation() const noexcept;
 

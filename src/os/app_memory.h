@@ -7,7 +7,10 @@
 // against each other). Thread-safe, noexcept.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 #if defined(__SANITIZE_THREAD__)
@@ -25,6 +28,20 @@ inline void copy_from_frozen_app_memory(void* destination, const void* source, s
 #else
   std::memcpy(destination, source, length);
 #endif
+}
+
+// The same copy through /proc/self/mem (`memory_fd`), which reads pages the application
+// has made unreadable with mprotect. Returns false when the read fails.
+inline bool copy_from_frozen_app_memory_forced(int memory_fd, void* destination, const void* source,
+                                               size_t length) noexcept {
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = ::pread(memory_fd, static_cast<char*>(destination) + done, length - done,
+                        static_cast<off_t>(reinterpret_cast<uintptr_t>(source) + done));
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
 }
 
 }  // namespace emp::os

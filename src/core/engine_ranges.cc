@@ -1,0 +1,242 @@
+// Engine range operations for libemp.so: munmap of part of a region (split), madvise
+// discards, mprotect without read access, and the forked child's view of what is absent.
+// Each runs under maintenance_mutex_ and holds the busy bit of every block it changes,
+// so fills and evictions in flight finish first and later ones see the new state.
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "common/log.h"
+#include "core/engine.h"
+#include "os/raw_syscalls.h"
+
+namespace emp::core {
+namespace {
+
+bool within(const BlockRange& range, uintptr_t start, uintptr_t end) {
+  return range.start >= start && range.start + range.length <= end;
+}
+
+}  // namespace
+
+bool Engine::overlaps(const void* start, size_t length) const noexcept {
+  uintptr_t s = reinterpret_cast<uintptr_t>(start);
+  try {
+    return !regions_.overlapping(s, s + length).empty();
+  } catch (...) {
+    return true;  // cannot tell: take the careful path
+  }
+}
+
+Scratch* Engine::maintenance_scratch() noexcept {
+  if (!maintenance_scratch_) {
+    auto scratch = Scratch::create(*pool_, options_.block_size);
+    if (!scratch) {
+      EMP_ERROR_LIMITED("engine", "staging memory for a range operation: %s", scratch.status().to_string().c_str());
+      return nullptr;
+    }
+    maintenance_scratch_ = std::make_unique<Scratch>(std::move(*scratch));
+  }
+  return maintenance_scratch_.get();
+}
+
+// The caller holds block `index` busy (`*word` as seen). An evicted block is read back
+// so its bytes are in memory; on return the block is held again. False on a tier error.
+bool Engine::bring_in(Region& region, size_t index, uint32_t* word) noexcept {
+  for (int attempt = 0; attempt < 8 && BlockMeta::state_of(*word) == BlockState::kEvicted; ++attempt) {
+    Scratch* scratch = maintenance_scratch();
+    if (!scratch) return false;
+    BlockRange range = region.block_range(index);
+    budget_.force_charge(range.length);
+    evictor_.kick();
+    if (!pager_.fill(region, index, *word, range.start, /*is_write=*/true, clock_.epoch(), *scratch)) {
+      budget_.uncharge(range.length);
+      return false;
+    }
+    // fill() published the block; take it back (the evictor may have won meanwhile).
+    *word = region.block(index).acquire();
+  }
+  return BlockMeta::state_of(*word) != BlockState::kEvicted;
+}
+
+// A held block whose memory is about to be the only copy: free its tier slot.
+void Engine::drop_copy(Region& region, size_t index, uint32_t* word) noexcept {
+  BlockMeta& block = region.block(index);
+  if (block.slot.valid()) pool_->release(block.slot, region.slot_bytes(index));
+  block.slot = tier::Slot{};
+  *word &= ~BlockMeta::kHasCopy;
+  if (BlockMeta::state_of(*word) == BlockState::kResident) *word |= BlockMeta::kDirty;
+}
+
+Status Engine::forget_range(void* start, size_t length) noexcept {
+  uintptr_t s = reinterpret_cast<uintptr_t>(start), e = s + length;
+  try {
+    std::lock_guard lock(maintenance_mutex_);
+    Status result = Status::ok();
+    for (const auto& region : regions_.overlapping(s, e)) {
+      uintptr_t cut_start = std::max(s, region->base()), cut_end = std::min(e, region->end());
+      Status status = cut_start == region->base() && cut_end == region->end()
+                          ? release_locked(reinterpret_cast<void*>(region->base()))
+                          : split_out(region, cut_start, cut_end);
+      if (!status) result = status;
+    }
+    return result;
+  } catch (const std::exception&) {
+    return Status::error(ENOMEM, "range bookkeeping");
+  }
+}
+
+Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end) {
+  // The pieces first: building them may throw, and nothing has changed yet.
+  std::vector<std::shared_ptr<Region>> pieces;
+  if (cut_start > region->base())
+    pieces.push_back(std::make_shared<Region>(region->base(), cut_start - region->base(), region->block_size(),
+                                              region->subblock_size(), region->owns_memory()));
+  if (cut_end < region->end())
+    pieces.push_back(std::make_shared<Region>(cut_end, region->end() - cut_end, region->block_size(),
+                                              region->subblock_size(), region->owns_memory()));
+  std::vector<uint32_t> words(region->block_count());
+  for (size_t i = 0; i < words.size(); ++i) words[i] = region->block(i).acquire();
+  auto release_all = [&] {
+    for (size_t i = 0; i < words.size(); ++i) region->block(i).release(words[i]);
+  };
+
+  // A block the cut goes through keeps some bytes on either side: bring it in, since its
+  // tier copy is laid out for the whole block.
+  size_t first_cut = region->block_index(cut_start), last_cut = region->block_index(cut_end - 1);
+  for (size_t k : {first_cut, last_cut}) {
+    if (within(region->block_range(k), cut_start, cut_end) || BlockMeta::state_of(words[k]) == BlockState::kEmpty)
+      continue;
+    if (!bring_in(*region, k, &words[k])) {
+      release_all();
+      return Status::error(EIO, "cannot read back a block cut by munmap");
+    }
+    drop_copy(*region, k, &words[k]);
+  }
+  // Blocks wholly inside the cut give back their DRAM charge and tier space.
+  for (size_t k = first_cut; k <= last_cut; ++k) {
+    BlockRange range = region->block_range(k);
+    if (BlockMeta::state_of(words[k]) == BlockState::kResident) budget_.uncharge(range.length);
+    if (within(range, cut_start, cut_end)) {
+      if (region->block(k).slot.valid()) pool_->release(region->block(k).slot, region->slot_bytes(k));
+      region->block(k).slot = tier::Slot{};
+    }
+  }
+  // The pieces inherit every other block's state; cut blocks are charged for what stays.
+  for (const auto& piece : pieces) {
+    if (region->may_be_unreadable()) piece->mark_may_be_unreadable();
+    for (size_t j = 0; j < piece->block_count(); ++j) {
+      BlockRange range = piece->block_range(j);
+      size_t old = region->block_index(range.start);
+      BlockMeta& block = piece->block(j);
+      (void)block.acquire();
+      block.slot = region->block(old).slot;
+      block.evicted_epoch = region->block(old).evicted_epoch;
+      bool cut = old >= first_cut && old <= last_cut;
+      if (cut && BlockMeta::state_of(words[old]) == BlockState::kResident) budget_.force_charge(range.length);
+      block.release(words[old]);
+    }
+  }
+  pool_->unreserve(region->reserved_pool_bytes());
+  for (const auto& piece : pieces) {
+    if (!region->reserved_pool_bytes()) piece->set_unreserved();
+    if (Status status = pool_->reserve(piece->reserved_pool_bytes()); !status)
+      EMP_WARN("engine", "after a partial munmap: %s (the pool is over-committed)", status.to_string().c_str());
+  }
+  region->disown();  // the pieces own (or not) the memory that is left
+  regions_.replace(region, pieces);
+  region->retire();
+  for (size_t i = 0; i < words.size(); ++i) region->block(i).slot = tier::Slot{};
+  release_all();  // waiters see the retired region and fault again into the pieces
+  return Status::ok();
+}
+
+Status Engine::discard_range(void* start, size_t length) noexcept {
+  uintptr_t s = reinterpret_cast<uintptr_t>(start), e = s + length;
+  try {
+    std::lock_guard lock(maintenance_mutex_);
+    Status result = Status::ok();
+    for (const auto& region : regions_.overlapping(s, e)) {
+      uintptr_t cut_start = std::max(s, region->base()), cut_end = std::min(e, region->end());
+      for (size_t k = region->block_index(cut_start); k <= region->block_index(cut_end - 1); ++k) {
+        BlockMeta& block = region->block(k);
+        BlockRange range = region->block_range(k);
+        uint32_t word = block.acquire();
+        BlockState state = BlockMeta::state_of(word);
+        if (within(range, cut_start, cut_end)) {
+          // The whole block: back to never-touched.
+          if (state == BlockState::kResident) {
+            budget_.uncharge(range.length);
+            os::raw_madvise(range.pointer(), range.length, MADV_DONTNEED);
+          }
+          if (block.slot.valid()) pool_->release(block.slot, region->slot_bytes(k));
+          block.slot = tier::Slot{};
+          block.release(static_cast<uint32_t>(BlockState::kEmpty));
+          continue;
+        }
+        if (state == BlockState::kEmpty) {
+          block.release(word);
+          continue;
+        }
+        // Part of a block: bring it in, zero that part, keep the block as dirty memory.
+        if (!bring_in(*region, k, &word)) {
+          block.release(word);
+          result = Status::error(EIO, "cannot read back a block partly discarded by madvise");
+          continue;
+        }
+        uintptr_t zero_start = std::max(cut_start, range.start);
+        uintptr_t zero_end = std::min(cut_end, range.start + range.length);
+        os::raw_madvise(reinterpret_cast<void*>(zero_start), zero_end - zero_start, MADV_DONTNEED);
+        Status error;
+        (void)uffd_.zeropage(reinterpret_cast<void*>(zero_start), zero_end - zero_start, /*wake=*/true, &error);
+        drop_copy(*region, k, &word);
+        block.release(word);
+      }
+    }
+    return result;
+  } catch (const std::exception&) {
+    return Status::error(ENOMEM, "range bookkeeping");
+  }
+}
+
+void Engine::note_unreadable(const void* start, size_t length) noexcept {
+  uintptr_t s = reinterpret_cast<uintptr_t>(start);
+  try {
+    for (const auto& region : regions_.overlapping(s, s + length)) region->mark_may_be_unreadable();
+  } catch (...) {
+  }
+}
+
+void Engine::for_each_absent_range(void (*visit)(uintptr_t, size_t, void*), void* context) const noexcept {
+  // Evicted blocks, and blocks a fill or an eviction was working on at fork time (their
+  // busy bit is still set in this copy): the pages not mapped here are absent. A block
+  // being filled from Empty is not: its missing pages read zeros, which is right.
+  constexpr size_t kPage = 4096;
+  uintptr_t run_start = 0, run_end = 0;
+  auto add_page = [&](uintptr_t page) {
+    if (page == run_end) {
+      run_end += kPage;
+      return;
+    }
+    if (run_end > run_start) visit(run_start, run_end - run_start, context);
+    run_start = page;
+    run_end = page + kPage;
+  };
+  unsigned char present[kMaxBlockSize / kPage];
+  for (const auto& region : *regions_.snapshot()) {
+    for (size_t k = 0; k < region->block_count(); ++k) {
+      uint32_t word = region->block(k).load();
+      BlockState state = BlockMeta::state_of(word);
+      if (state != BlockState::kEvicted && !((word & BlockMeta::kBusy) && state != BlockState::kEmpty)) continue;
+      BlockRange range = region->block_range(k);
+      size_t pages = range.length / kPage;
+      if (::mincore(range.pointer(), range.length, present) != 0) std::fill(present, present + pages, 0);
+      for (size_t p = 0; p < pages; ++p)
+        if (!(present[p] & 1)) add_page(range.start + p * kPage);
+    }
+  }
+  if (run_end > run_start) visit(run_start, run_end - run_start, context);
+}
+
+}  // namespace emp::core

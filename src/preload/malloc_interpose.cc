@@ -1,0 +1,212 @@
+// The malloc family and C++ operator new/delete of libemp.so.
+//
+// An application thread's allocations go to mimalloc, whose memory comes from the heap
+// arena (EMP-managed). EMP's own allocations (internal threads and scopes, and anything
+// before start-up) go to glibc's allocator, whose memory is never managed. free() and
+// friends tell the two apart by address: the arena is one range. Every entry point is
+// exception-free (operator new throws std::bad_alloc as the language requires).
+#include <errno.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <mimalloc.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "preload/next_symbol.h"
+#include "preload/runtime.h"
+#include "preload/thread_role.h"
+
+extern "C" {
+void* __libc_malloc(size_t size);
+void* __libc_calloc(size_t count, size_t size);
+void* __libc_realloc(void* p, size_t size);
+void* __libc_memalign(size_t alignment, size_t size);
+void __libc_free(void* p);
+}
+
+namespace emp::preload {
+namespace {
+
+constexpr size_t kPage = 4096;
+
+// The arena when this thread's allocations belong to the application.
+HeapArena* application_arena() noexcept {
+  if (is_internal()) return nullptr;
+  Runtime* rt = runtime();
+  return rt ? &rt->arena() : nullptr;
+}
+
+HeapArena* arena_of(const void* p) noexcept {
+  Runtime* rt = runtime();
+  return rt && p && rt->arena().contains(p) ? &rt->arena() : nullptr;
+}
+
+size_t glibc_usable_size(void* p) noexcept {
+  using Fn = size_t (*)(void*);
+  static Fn fn = reinterpret_cast<Fn>(dlsym_next("malloc_usable_size"));
+  return fn ? fn(p) : 0;
+}
+
+void* allocate(size_t size) noexcept {
+  if (application_arena()) {
+    AllocatorScope scope;
+    return mi_malloc(size);
+  }
+  return __libc_malloc(size);
+}
+
+void* allocate_aligned(size_t alignment, size_t size) noexcept {
+  if (application_arena()) {
+    AllocatorScope scope;
+    return mi_malloc_aligned(size, alignment);
+  }
+  return __libc_memalign(alignment, size);
+}
+
+void release(void* p) noexcept {
+  if (!p) return;
+  if (arena_of(p)) {
+    AllocatorScope scope;
+    mi_free(p);
+    return;
+  }
+  __libc_free(p);
+}
+
+void* reallocate(void* p, size_t size) noexcept {
+  if (!p) return allocate(size);
+  if (size == 0) {
+    release(p);
+    return nullptr;
+  }
+  if (arena_of(p)) {
+    if (application_arena()) {
+      AllocatorScope scope;
+      return mi_realloc(p, size);
+    }
+    // EMP code resizing an application block (not expected): move it to glibc.
+    void* q = __libc_malloc(size);
+    if (!q) return nullptr;
+    size_t old;
+    {
+      AllocatorScope scope;
+      old = mi_usable_size(p);
+    }
+    std::memcpy(q, p, old < size ? old : size);
+    release(p);
+    return q;
+  }
+  return __libc_realloc(p, size);  // memory from before start-up stays with glibc
+}
+
+void* new_or_throw(size_t size, size_t alignment = 0) {
+  for (;;) {
+    void* p = alignment ? allocate_aligned(alignment, size ? size : 1) : allocate(size ? size : 1);
+    if (p) return p;
+    std::new_handler handler = std::get_new_handler();
+    if (!handler) throw std::bad_alloc();
+    handler();
+  }
+}
+
+}  // namespace
+}  // namespace emp::preload
+
+using namespace emp::preload;
+
+extern "C" {
+
+void* malloc(size_t size) { return allocate(size); }
+void free(void* p) { release(p); }
+void cfree(void* p) { release(p); }
+void* realloc(void* p, size_t size) { return reallocate(p, size); }
+
+void* calloc(size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (application_arena()) {
+    AllocatorScope scope;
+    return mi_calloc(count, size);
+  }
+  return __libc_calloc(count, size);
+}
+
+void* reallocarray(void* p, size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return reallocate(p, total);
+}
+
+int posix_memalign(void** out, size_t alignment, size_t size) {
+  if (alignment < sizeof(void*) || (alignment & (alignment - 1))) return EINVAL;
+  void* p = allocate_aligned(alignment, size ? size : 1);
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+void* aligned_alloc(size_t alignment, size_t size) {
+  if (alignment == 0 || (alignment & (alignment - 1))) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return allocate_aligned(alignment, size);
+}
+
+void* memalign(size_t alignment, size_t size) {
+  if (alignment & (alignment - 1)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return allocate_aligned(alignment < sizeof(void*) ? sizeof(void*) : alignment, size);
+}
+
+void* valloc(size_t size) { return allocate_aligned(kPage, size); }
+void* pvalloc(size_t size) { return allocate_aligned(kPage, (size + kPage - 1) & ~(kPage - 1)); }
+
+size_t malloc_usable_size(void* p) {
+  if (!p) return 0;
+  if (arena_of(p)) {
+    AllocatorScope scope;
+    return mi_usable_size(p);
+  }
+  return glibc_usable_size(p);
+}
+
+}  // extern "C"
+
+// C++ operators: routed here so no other library's operator new (libstdc++, or
+// mimalloc's own overrides) can bypass the split between application and EMP memory.
+void* operator new(size_t size) { return new_or_throw(size); }
+void* operator new[](size_t size) { return new_or_throw(size); }
+void* operator new(size_t size, const std::nothrow_t&) noexcept { return allocate(size ? size : 1); }
+void* operator new[](size_t size, const std::nothrow_t&) noexcept { return allocate(size ? size : 1); }
+void* operator new(size_t size, std::align_val_t al) { return new_or_throw(size, static_cast<size_t>(al)); }
+void* operator new[](size_t size, std::align_val_t al) { return new_or_throw(size, static_cast<size_t>(al)); }
+void* operator new(size_t size, std::align_val_t al, const std::nothrow_t&) noexcept {
+  return allocate_aligned(static_cast<size_t>(al), size ? size : 1);
+}
+void* operator new[](size_t size, std::align_val_t al, const std::nothrow_t&) noexcept {
+  return allocate_aligned(static_cast<size_t>(al), size ? size : 1);
+}
+void operator delete(void* p) noexcept { release(p); }
+void operator delete[](void* p) noexcept { release(p); }
+void operator delete(void* p, size_t) noexcept { release(p); }
+void operator delete[](void* p, size_t) noexcept { release(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { release(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { release(p); }
+void operator delete(void* p, std::align_val_t) noexcept { release(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { release(p); }
+void operator delete(void* p, size_t, std::align_val_t) noexcept { release(p); }
+void operator delete[](void* p, size_t, std::align_val_t) noexcept { release(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { release(p); }

@@ -1,0 +1,274 @@
+// mmap, munmap, mremap, mprotect, madvise and pthread_create of libemp.so.
+//
+// An application thread's anonymous private mappings become EMP regions; mimalloc's
+// mappings are carved from the heap arena; everything else (files, shared memory,
+// EMP's own threads, a forked child) passes straight to the kernel. Calls that touch
+// managed memory keep EMP's books exact: munmap forgets (and splits) regions, madvise
+// discards, mprotect without read access is noted for the evictor, mremap of a managed
+// range copies into a new managed range. Every entry point is exception-free and sets
+// errno like the kernel.
+#include <errno.h>
+#include <pthread.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstring>
+
+#include "common/log.h"
+#include "os/raw_syscalls.h"
+#include "preload/next_symbol.h"
+#include "preload/runtime.h"
+#include "preload/thread_role.h"
+
+extern "C" {
+void* __libc_malloc(size_t size);
+void __libc_free(void* p);
+}
+
+namespace emp::preload {
+namespace {
+
+constexpr size_t kPage = 4096;
+
+size_t page_round(size_t length) noexcept { return (length + kPage - 1) & ~(kPage - 1); }
+
+// The runtime when this call is the application's and EMP is running.
+Runtime* managing_runtime() noexcept {
+  if (is_internal()) return nullptr;
+  Runtime* rt = runtime();
+  return rt && rt->active() ? rt : nullptr;
+}
+
+bool is_anonymous_private(int flags, int fd) noexcept {
+  return (flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE && !(flags & (MAP_GROWSDOWN | MAP_HUGETLB)) &&
+         (fd == -1 || (flags & MAP_ANONYMOUS));
+}
+
+void* fail(int error) noexcept {
+  errno = error;
+  return MAP_FAILED;
+}
+
+// mimalloc asks for memory: a range of the heap arena (or, for MAP_FIXED over its own
+// memory, a discard: the range reads zeros, as a fresh mapping would).
+void* arena_mmap(Runtime& rt, void* addr, size_t length, int flags) noexcept {
+  HeapArena& arena = rt.arena();
+  length = page_round(length);
+  if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+    if (!arena.contains(addr, length)) return fail(ENOMEM);
+    if (rt.active()) {
+      InternalScope scope;
+      (void)rt.engine().discard_range(addr, length);
+    } else {
+      os::raw_madvise(addr, length, MADV_DONTNEED);
+    }
+    return addr;
+  }
+  void* p = arena.allocate(length);
+  return p ? p : fail(ENOMEM);
+}
+
+void arena_munmap(Runtime& rt, void* addr, size_t length) noexcept {
+  if (rt.active()) {
+    InternalScope scope;
+    (void)rt.engine().discard_range(addr, length);
+  } else {
+    os::raw_madvise(addr, length, MADV_DONTNEED);
+  }
+  rt.arena().free(addr, length);
+}
+
+void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, int fd, off_t offset) noexcept {
+  InternalScope scope;
+  core::Engine& engine = rt.engine();
+  bool replacing = (flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE);
+  if (replacing && engine.overlaps(addr, length)) {
+    if (rt.arena().contains(addr, page_round(length))) return fail(EINVAL);  // the heap's own space
+    (void)engine.forget_range(addr, page_round(length));
+  }
+  if (!is_anonymous_private(flags, fd)) return os::raw_mmap(addr, length, prot, flags, fd, offset);
+  void* p = os::raw_mmap(addr, length, prot, flags & ~MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) return p;
+  Status status = engine.adopt(p, page_round(length));
+  if (!status) {
+    if (status.code() == ENOMEM) {
+      os::raw_munmap(p, length);
+      return fail(ENOMEM);
+    }
+    EMP_LOG_LIMITED(log::Level::kWarn, "preload", "mmap at %p left to the kernel: %s", p, status.to_string().c_str());
+  }
+  return p;
+}
+
+int managed_munmap(Runtime& rt, void* addr, size_t length) noexcept {
+  InternalScope scope;
+  if (rt.arena().contains(addr, page_round(length))) {
+    arena_munmap(rt, addr, length);
+    return 0;
+  }
+  Status status = rt.engine().forget_range(addr, page_round(length));
+  if (!status) EMP_LOG_LIMITED(log::Level::kWarn, "preload", "munmap(%p, %zu): %s", addr, length, status.to_string().c_str());
+  return os::raw_munmap(addr, length);
+}
+
+// mremap of managed memory: grow in place when the neighbourhood is free, otherwise
+// move into a new managed range by copying (faults bring evicted blocks in as needed).
+void* managed_mremap(Runtime& rt, void* old_address, size_t old_size, size_t new_size, int flags, void* new_address) noexcept {
+  InternalScope scope;
+  core::Engine& engine = rt.engine();
+  old_size = page_round(old_size);
+  new_size = page_round(new_size);
+  if (new_size == 0 || (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) || rt.arena().contains(old_address, 1))
+    return fail(EINVAL);  // MREMAP_DONTUNMAP and the heap arena are not supported
+  char* old_bytes = static_cast<char*>(old_address);
+  if (!(flags & MREMAP_FIXED)) {
+    if (new_size <= old_size) {
+      if (new_size < old_size) {
+        (void)engine.forget_range(old_bytes + new_size, old_size - new_size);
+        os::raw_munmap(old_bytes + new_size, old_size - new_size);
+      }
+      return old_address;
+    }
+    void* tail = os::raw_mmap(old_bytes + old_size, new_size - old_size, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (tail != MAP_FAILED) {
+      if (engine.adopt(tail, new_size - old_size)) return old_address;
+      os::raw_munmap(tail, new_size - old_size);
+      return fail(ENOMEM);
+    }
+    if (!(flags & MREMAP_MAYMOVE)) return fail(ENOMEM);
+  }
+  int map_flags = MAP_PRIVATE | MAP_ANONYMOUS;
+  if (flags & MREMAP_FIXED) {
+    map_flags |= MAP_FIXED;
+    if (engine.overlaps(new_address, new_size)) (void)engine.forget_range(new_address, new_size);
+  }
+  void* target = os::raw_mmap((flags & MREMAP_FIXED) ? new_address : nullptr, new_size, PROT_READ | PROT_WRITE,
+                              map_flags, -1, 0);
+  if (target == MAP_FAILED) return target;
+  if (!engine.adopt(target, new_size)) {
+    os::raw_munmap(target, new_size);
+    return fail(ENOMEM);
+  }
+  std::memcpy(target, old_address, std::min(old_size, new_size));
+  (void)engine.forget_range(old_address, old_size);
+  os::raw_munmap(old_address, old_size);
+  return target;
+}
+
+struct InternalStart {
+  void* (*routine)(void*);
+  void* argument;
+};
+
+void* internal_thread_start(void* raw) {
+  InternalStart start = *static_cast<InternalStart*>(raw);
+  __libc_free(raw);
+  thread_role().internal_thread = true;
+  return start.routine(start.argument);
+}
+
+}  // namespace
+}  // namespace emp::preload
+
+using namespace emp::preload;
+
+extern "C" {
+
+void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset) {
+  if (length == 0) return fail(EINVAL);
+  Runtime* rt = runtime();
+  if (rt && in_allocator() && (flags & MAP_ANONYMOUS)) return arena_mmap(*rt, addr, length, flags);
+  if (Runtime* managing = managing_runtime()) return managed_mmap(*managing, addr, length, prot, flags, fd, offset);
+  return emp::os::raw_mmap(addr, length, prot, flags, fd, offset);
+}
+
+void* mmap64(void* addr, size_t length, int prot, int flags, int fd, off_t offset) {
+  return mmap(addr, length, prot, flags, fd, offset);
+}
+
+int munmap(void* addr, size_t length) {
+  Runtime* rt = runtime();
+  if (rt && rt->arena().contains(addr, page_round(length))) {
+    arena_munmap(*rt, addr, length);
+    return 0;
+  }
+  if (Runtime* managing = managing_runtime(); managing && managing->engine().overlaps(addr, length))
+    return managed_munmap(*managing, addr, length);
+  return emp::os::raw_munmap(addr, length);
+}
+
+void* mremap(void* old_address, size_t old_size, size_t new_size, int flags, ...) {
+  void* new_address = nullptr;
+  if (flags & MREMAP_FIXED) {
+    va_list args;
+    va_start(args, flags);
+    new_address = va_arg(args, void*);
+    va_end(args);
+  }
+  if (Runtime* managing = managing_runtime(); managing && managing->engine().overlaps(old_address, old_size ? old_size : 1))
+    return managed_mremap(*managing, old_address, old_size, new_size, flags, new_address);
+  long result = ::syscall(SYS_mremap, old_address, old_size, new_size, flags, new_address);
+  return result == -1 ? MAP_FAILED : reinterpret_cast<void*>(result);
+}
+
+int mprotect(void* addr, size_t length, int prot) {
+  int result = emp::os::raw_mprotect(addr, length, prot);
+  if (result == 0 && !(prot & PROT_READ)) {
+    if (Runtime* rt = runtime(); rt && rt->active() && rt->engine().overlaps(addr, length)) {
+      InternalScope scope;
+      rt->engine().note_unreadable(addr, length);
+    }
+  }
+  return result;
+}
+
+int madvise(void* addr, size_t length, int advice) {
+  Runtime* rt = runtime();
+  if (!rt || !rt->active() || !rt->engine().overlaps(addr, length)) return emp::os::raw_madvise(addr, length, advice);
+  InternalScope scope;
+  switch (advice) {
+    case MADV_DONTNEED:
+    case MADV_FREE:
+    case MADV_REMOVE: {
+      // Zeros afterwards, and the DRAM and tier space back; parts outside EMP go to the kernel.
+      emp::Status status = rt->engine().discard_range(addr, page_round(length));
+      if (!status) {
+        errno = status.code();
+        return -1;
+      }
+      return 0;
+    }
+    case MADV_WIPEONFORK:
+    case MADV_KEEPONFORK: {
+      int result = emp::os::raw_madvise(addr, length, advice);
+      if (result == 0)
+        rt->note_wipe_on_fork(reinterpret_cast<uintptr_t>(addr), page_round(length), advice == MADV_WIPEONFORK);
+      return result;
+    }
+    case MADV_HUGEPAGE:
+    case MADV_NOHUGEPAGE:
+    case MADV_MERGEABLE:
+    case MADV_UNMERGEABLE:
+      return 0;  // EMP maps managed memory itself, block by block
+    default:
+      return emp::os::raw_madvise(addr, length, advice);
+  }
+}
+
+int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*routine)(void*), void* argument) {
+  using Fn = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+  static Fn real = reinterpret_cast<Fn>(dlsym_next("pthread_create"));
+  if (!real) return EAGAIN;
+  if (!is_internal()) return real(thread, attr, routine, argument);
+  // EMP's threads (and the transport's, started from EMP code) stay internal.
+  auto* start = static_cast<InternalStart*>(__libc_malloc(sizeof(InternalStart)));
+  if (!start) return EAGAIN;
+  *start = InternalStart{routine, argument};
+  int result = real(thread, attr, internal_thread_start, start);
+  if (result != 0) __libc_free(start);
+  return result;
+}
+
+}  // extern "C"

@@ -1,0 +1,217 @@
+#include "preload/runtime.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <new>
+#include <stdexcept>
+#include <string_view>
+
+#include "common/log.h"
+#include "common/size_parse.h"
+#include "net/remote_factory.h"
+#include "os/raw_syscalls.h"
+#include "preload/thread_role.h"
+
+namespace emp::preload {
+namespace {
+
+std::atomic<Runtime*> g_runtime{nullptr};
+// The runtime lives in static storage and is never destroyed (see runtime.h).
+alignas(Runtime) unsigned char g_runtime_storage[sizeof(Runtime)];
+struct sigaction g_previous_segv;
+
+constexpr uint64_t kArenaAlignment = 32ULL << 20;
+constexpr uint64_t kMiB = 1ULL << 20;
+
+const char* find_variable(char** envp, std::string_view name) {
+  for (char** e = envp; e && *e; ++e) {
+    std::string_view entry(*e);
+    if (entry.size() > name.size() && entry.substr(0, name.size()) == name && entry[name.size()] == '=')
+      return *e + name.size() + 1;
+  }
+  return nullptr;
+}
+
+uint64_t meminfo_bytes(const char* key) {
+  std::ifstream in("/proc/meminfo");
+  std::string name;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> name >> kib >> unit)
+    if (name == key) return kib * 1024;
+  return 0;
+}
+
+// dram:auto starts from a quarter of the memory available now; the controller then
+// follows the cgroup limit and host pressure.
+uint64_t initial_auto_budget() {
+  uint64_t available = meminfo_bytes("MemAvailable:");
+  uint64_t budget = available / 4;
+  return budget < 64 * kMiB ? 64 * kMiB : budget;
+}
+
+void child_segv_handler(int signal, siginfo_t* info, void* context) {
+  Runtime* rt = runtime();
+  uintptr_t address = reinterpret_cast<uintptr_t>(info->si_addr);
+  if (rt && info->si_code == SEGV_ACCERR && rt->engine().overlaps(info->si_addr, 1)) {
+    char message[400];
+    int n = std::snprintf(message, sizeof message,
+                          "emp[%d]: this process was forked from an EMP process and touched memory at %#lx that "
+                          "EMP had moved to the second tier before fork(); a forked child cannot read it (only "
+                          "memory resident at fork time is inherited; see docs/containers.md)\n",
+                          static_cast<int>(getpid()), address);
+    ssize_t ignored = ::write(STDERR_FILENO, message, static_cast<size_t>(n));
+    (void)ignored;
+    ::signal(SIGSEGV, SIG_DFL);
+    return;  // the access faults again and the default action ends the process
+  }
+  if (g_previous_segv.sa_flags & SA_SIGINFO) {
+    if (g_previous_segv.sa_sigaction) g_previous_segv.sa_sigaction(signal, info, context);
+    return;
+  }
+  if (g_previous_segv.sa_handler == SIG_DFL || g_previous_segv.sa_handler == SIG_IGN) {
+    ::signal(SIGSEGV, SIG_DFL);
+    return;
+  }
+  g_previous_segv.sa_handler(signal);
+}
+
+std::string one_line(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  for (size_t i = 0; (i = text.find('\n', i)) != std::string::npos;) text.replace(i, 1, "; ");
+  return text;
+}
+
+}  // namespace
+
+Runtime* runtime() noexcept { return g_runtime.load(std::memory_order_acquire); }
+
+Runtime* Runtime::start(char** envp) {
+  const char* path = find_variable(envp, "EMP_MEM_PATH");
+  if (!path) path = find_variable(envp, "EMP_PMEM_PATH");
+  if (!path) return nullptr;
+  try {
+    std::vector<std::string> warnings;
+    Options options = options_from_environment(envp, &warnings);
+    log::set_level(options.log_level);
+    for (const auto& w : warnings) EMP_WARN("preload", "%s", w.c_str());
+    if (!options.mem_path) throw std::invalid_argument("EMP_MEM_PATH is empty");
+    const MemPath& mem_path = *options.mem_path;
+    if (mem_path.tiers.empty())
+      throw std::invalid_argument("the memory path names no second tier (a donor <host>:<MiB>:<port>, a device or a file)");
+
+    Runtime* rt = new (g_runtime_storage) Runtime();
+    core::EngineConfig config;
+    config.options = options;
+    bool dram_auto = mem_path.dram_auto || !mem_path.dram_bytes;
+    config.budget_bytes = dram_auto ? initial_auto_budget() : *mem_path.dram_bytes;
+    config.pool = tier::Pool::from_specs(mem_path.tiers, net::make_remote_factory(options));
+    uint64_t pool_capacity = config.pool->capacity();
+    rt->engine_ = core::Engine::create(std::move(config));
+
+    // The heap arena: the whole pool's worth of address space (plus the static DRAM).
+    uint64_t arena_bytes = pool_capacity + (dram_auto ? 0 : *mem_path.dram_bytes);
+    arena_bytes = (arena_bytes + kArenaAlignment - 1) & ~(kArenaAlignment - 1);
+    void* reserved = os::raw_mmap(nullptr, arena_bytes + kArenaAlignment, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserved == MAP_FAILED)
+      throw std::system_error(errno, std::generic_category(), "reserving " + format_size(arena_bytes) + " of address space for the heap");
+    uintptr_t raw = reinterpret_cast<uintptr_t>(reserved);
+    uintptr_t base = (raw + kArenaAlignment - 1) & ~(kArenaAlignment - 1);
+    if (base > raw) os::raw_munmap(reserved, base - raw);
+    os::raw_munmap(reinterpret_cast<void*>(base + arena_bytes), raw + kArenaAlignment - base);
+    throw_if_error(rt->engine_->adopt(reinterpret_cast<void*>(base), arena_bytes, /*reserve_pool=*/false));
+    rt->arena_ = std::make_unique<HeapArena>(base, arena_bytes);
+
+    if (int error = pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child))
+      throw std::system_error(error, std::generic_category(), "pthread_atfork");
+    EMP_INFO("preload", "heap arena %s at %#lx; DRAM %s%s", format_size(arena_bytes).c_str(), base,
+             format_size(rt->engine_->budget()).c_str(), dram_auto ? " (auto)" : "");
+    g_runtime.store(rt, std::memory_order_release);
+    return rt;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(one_line(e.what()));
+  }
+}
+
+void Runtime::note_wipe_on_fork(uintptr_t start, size_t length, bool wipe) noexcept {
+  std::lock_guard lock(wipe_mutex_);
+  if (wipe) {
+    if (wipe_count_ < kMaxWipeRanges) {
+      wipe_[wipe_count_++] = Range{start, length};
+    } else {
+      EMP_LOG_LIMITED(log::Level::kWarn, "preload", "more than %zu MADV_WIPEONFORK ranges: later ones are not tracked",
+                      kMaxWipeRanges);
+    }
+    return;
+  }
+  for (size_t i = 0; i < wipe_count_; ++i)
+    if (wipe_[i].start == start && wipe_[i].length == length) wipe_[i] = wipe_[--wipe_count_];
+}
+
+bool Runtime::wiped_on_fork(uintptr_t start, size_t length) const noexcept {
+  for (size_t i = 0; i < wipe_count_; ++i)
+    if (start >= wipe_[i].start && start + length <= wipe_[i].start + wipe_[i].length) return true;
+  return false;
+}
+
+void Runtime::before_fork() noexcept {
+  Runtime* rt = runtime();
+  if (!rt || !rt->active()) return;
+  rt->wipe_mutex_.lock();
+  rt->engine_->lock_for_fork();
+  rt->arena_->lock();
+}
+
+void Runtime::after_fork_in_parent() noexcept {
+  Runtime* rt = runtime();
+  if (!rt || !rt->active()) return;
+  rt->arena_->unlock();
+  rt->engine_->unlock_after_fork();
+  rt->wipe_mutex_.unlock();
+}
+
+void Runtime::after_fork_in_child() noexcept {
+  Runtime* rt = runtime();
+  if (!rt || !rt->active()) return;
+  rt->arena_->unlock();
+  rt->engine_->unlock_after_fork();
+  rt->wipe_mutex_.unlock();
+  rt->mode_.store(Mode::kForkedChild, std::memory_order_release);
+  // No EMP thread runs here and the kernel dropped the userfaultfd registration: memory
+  // the parent had evicted must not silently read as zeros.
+  bool marked = false;
+  auto mark = [](uintptr_t start, size_t length, void* context) {
+    auto* self = static_cast<std::pair<Runtime*, bool*>*>(context);
+    if (self->first->wiped_on_fork(start, length)) return;
+    if (os::raw_mprotect(reinterpret_cast<void*>(start), length, PROT_NONE) == 0) *self->second = true;
+  };
+  std::pair<Runtime*, bool*> context{rt, &marked};
+  rt->engine_->for_each_absent_range(mark, &context);
+  if (marked) {
+    struct sigaction action {};
+    action.sa_sigaction = child_segv_handler;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGSEGV, &action, &g_previous_segv);
+  }
+}
+
+void Runtime::print_exit_statistics() noexcept {
+  if (!active() || !engine_->options().print_stats) return;
+  InternalScope scope;
+  try {
+    std::string text = "EMP statistics (pid " + std::to_string(getpid()) + ")\n" + engine_->stats().to_text();
+    ssize_t ignored = ::write(STDERR_FILENO, text.data(), text.size());
+    (void)ignored;
+  } catch (...) {
+  }
+}
+
+}  // namespace emp::preload

@@ -1,0 +1,67 @@
+// Runtime: the one global object of libemp.so (the preload entry point), built before
+// main() from the environment: the engine, the heap arena mimalloc allocates from, the
+// control socket and the dram:auto controller, and the fork protocol.
+//
+// Modes: inactive (no EMP_MEM_PATH: every call passes through), active, and forked
+// child (fork() copied the process but no EMP thread runs in it: calls pass through,
+// and memory the parent had evicted is made inaccessible with a clear message on touch,
+// never silently read as zeros). The object is never destroyed: application threads may
+// touch managed memory until the process is gone. Thread-safe after start().
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/engine.h"
+#include "preload/heap_arena.h"
+
+namespace emp::preload {
+
+class Runtime {
+ public:
+  enum class Mode { kActive, kForkedChild };
+
+  // Reads the environment and starts EMP; nullptr when EMP_MEM_PATH / EMP_PMEM_PATH is
+  // unset. Throws (with a one-line message) on any configuration or start-up error.
+  static Runtime* start(char** envp);
+
+  Mode mode() const noexcept { return mode_.load(std::memory_order_acquire); }
+  bool active() const noexcept { return mode() == Mode::kActive; }
+  core::Engine& engine() noexcept { return *engine_; }
+  HeapArena& arena() noexcept { return *arena_; }
+
+  // MADV_WIPEONFORK / MADV_KEEPONFORK bookkeeping (a child reads zeros there).
+  void note_wipe_on_fork(uintptr_t start, size_t length, bool wipe) noexcept;
+
+  // EMP_STATS=1 summary, printed once at exit by the parent.
+  void print_exit_statistics() noexcept;
+
+ private:
+  Runtime() = default;
+  static void before_fork() noexcept;
+  static void after_fork_in_parent() noexcept;
+  static void after_fork_in_child() noexcept;
+  bool wiped_on_fork(uintptr_t start, size_t length) const noexcept;
+
+  std::atomic<Mode> mode_{Mode::kActive};
+  std::unique_ptr<core::Engine> engine_;
+  std::unique_ptr<HeapArena> arena_;
+  std::shared_ptr<void> control_;     // control socket server (type-erased: owned, never destroyed)
+  std::shared_ptr<void> dram_auto_;   // dram:auto controller
+  std::mutex wipe_mutex_;
+  static constexpr size_t kMaxWipeRanges = 64;
+  struct Range {
+    uintptr_t start = 0;
+    size_t length = 0;
+  } wipe_[kMaxWipeRanges];
+  size_t wipe_count_ = 0;
+};
+
+// The global (nullptr before start-up or when EMP is not asked for).
+Runtime* runtime() noexcept;
+
+}  // namespace emp::preload
