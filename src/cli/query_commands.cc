@@ -108,11 +108,11 @@ void print_stats_table(const JsonValue& reply) {
               (unsigned long long)s.u64("io_errors"));
   const JsonValue* tiers = s.find("tiers");
   if (tiers && tiers->is_array() && !tiers->items().empty()) {
-    std::printf("\n  %-36s %-9s %9s %9s %9s %7s\n", "TIER", "HEALTH", "CAPACITY", "READ", "WRITTEN", "ERRORS");
+    std::printf("\n  %-9s %10s %10s %10s %6s  %s\n", "HEALTH", "CAPACITY", "READ", "WRITTEN", "ERRORS", "TIER");
     for (const auto& t : tiers->items())
-      std::printf("  %-36s %-9s %9s %9s %9s %7llu\n", fit(t.str("name"), 36).c_str(), t.str("health").c_str(),
-                  size_text(t.u64("capacity")).c_str(), size_text(t.u64("bytes_read")).c_str(),
-                  size_text(t.u64("bytes_written")).c_str(), (unsigned long long)t.u64("errors"));
+      std::printf("  %-9s %10s %10s %10s %6llu  %s\n", t.str("health").c_str(), size_text(t.u64("capacity")).c_str(),
+                  size_text(t.u64("bytes_read")).c_str(), size_text(t.u64("bytes_written")).c_str(),
+                  (unsigned long long)t.u64("errors"), t.str("name").c_str());
   }
 }
 
@@ -153,7 +153,7 @@ int ls_command(const Args& args) {
   auto sockets = control::list_sockets(directories);
   if (json) std::printf("[");
   else
-    std::printf("%7s  %-10s %-16s %9s %9s %9s  %-10s %s\n", "PID", "USER", "PROGRAM", "BUDGET", "RESIDENT", "MANAGED", "DRAM",
+    std::printf("%7s  %-10s %-16s %10s %10s %10s  %-10s %s\n", "PID", "USER", "PROGRAM", "BUDGET", "RESIDENT", "MANAGED", "DRAM",
                 "TIERS");
   bool first = true;
   for (const auto& entry : sockets) {
@@ -171,7 +171,7 @@ int ls_command(const Args& args) {
         for (const auto& t : list->items()) tiers += (tiers.empty() ? "" : ", ") + t.as_string();
       std::string mode = "static";
       if (const JsonValue* dram = info.find("dram")) mode = dram->str("mode", "static");
-      std::printf("%7d  %-10s %-16s %9s %9s %9s  %-10s %s\n", static_cast<int>(entry.pid),
+      std::printf("%7d  %-10s %-16s %10s %10s %10s  %-10s %s\n", static_cast<int>(entry.pid),
                   fit(user_name(info.u64("uid")), 10).c_str(), fit(info.str("program", "?"), 16).c_str(),
                   size_text(info.u64("budget_bytes")).c_str(), size_text(info.u64("resident_bytes")).c_str(),
                   size_text(info.u64("managed_bytes")).c_str(), mode.c_str(), tiers.c_str());
@@ -341,17 +341,15 @@ int donors_command(const Args& args) {
   JsonValue reply = client.request("donors");
   const JsonValue* tiers = reply.find("tiers");
   if (!tiers || !tiers->is_array()) throw RuntimeError("the process sent a donors reply without 'tiers'");
-  std::printf("%-32s %-7s %-9s %9s %9s %9s %6s  %s\n", "NAME", "KIND", "HEALTH", "CAPACITY", "READ", "WRITTEN", "ERRORS",
-              "DETAILS");
+  std::printf("%-7s %-9s %10s %10s %10s %6s  %s\n", "KIND", "HEALTH", "CAPACITY", "READ", "WRITTEN", "ERRORS", "NAME");
   for (const auto& t : tiers->items()) {
-    std::string details;
-    if (t.str("kind") == "remote") {
-      details = t.str("provider") + ", lease " + std::to_string(t.u64("lease_id")) + ", " +
-                std::to_string(t.u64("reconnects")) + " reconnects" + (t.boolean("data_lost") ? ", data lost once" : "");
-    }
-    std::printf("%-32s %-7s %-9s %9s %9s %9s %6llu  %s\n", fit(t.str("name"), 32).c_str(), t.str("kind").c_str(),
-                t.str("health").c_str(), size_text(t.u64("capacity")).c_str(), size_text(t.u64("bytes_read")).c_str(),
-                size_text(t.u64("bytes_written")).c_str(), (unsigned long long)t.u64("errors"), details.c_str());
+    std::string name = t.str("name");
+    if (t.str("kind") == "remote")
+      name += " (" + t.str("provider") + ", lease " + std::to_string(t.u64("lease_id")) + ", " +
+              std::to_string(t.u64("reconnects")) + " reconnects" + (t.boolean("data_lost") ? ", data lost once" : "") + ")";
+    std::printf("%-7s %-9s %10s %10s %10s %6llu  %s\n", t.str("kind").c_str(), t.str("health").c_str(),
+                size_text(t.u64("capacity")).c_str(), size_text(t.u64("bytes_read")).c_str(),
+                size_text(t.u64("bytes_written")).c_str(), (unsigned long long)t.u64("errors"), name.c_str());
   }
   if (reply.u64("remote") == 0) std::printf("(no remote donors: the second tier is local)\n");
   return 0;
