@@ -38,24 +38,6 @@ const char* find_variable(char** envp, std::string_view name) {
   return nullptr;
 }
 
-uint64_t meminfo_bytes(const char* key) {
-  std::ifstream in("/proc/meminfo");
-  std::string name;
-  uint64_t kib = 0;
-  std::string unit;
-  while (in >> name >> kib >> unit)
-    if (name == key) return kib * 1024;
-  return 0;
-}
-
-// dram:auto starts from a quarter of the memory available now; the controller then
-// follows the cgroup limit and host pressure.
-uint64_t initial_auto_budget() {
-  uint64_t available = meminfo_bytes("MemAvailable:");
-  uint64_t budget = available / 4;
-  return budget < 64 * kMiB ? 64 * kMiB : budget;
-}
-
 void child_segv_handler(int signal, siginfo_t* info, void* context) {
   Runtime* rt = runtime();
   uintptr_t address = reinterpret_cast<uintptr_t>(info->si_addr);
@@ -110,9 +92,10 @@ Runtime* Runtime::start(char** envp) {
     core::EngineConfig config;
     config.options = options;
     bool dram_auto = mem_path.dram_auto || !mem_path.dram_bytes;
-    config.budget_bytes = dram_auto ? initial_auto_budget() : *mem_path.dram_bytes;
     config.pool = tier::Pool::from_specs(mem_path.tiers, net::make_remote_factory(options));
     uint64_t pool_capacity = config.pool->capacity();
+    config.budget_bytes = dram_auto ? control::DramAutoController::initial_budget({}, options.block_size, pool_capacity)
+                                    : *mem_path.dram_bytes;
     rt->engine_ = core::Engine::create(std::move(config));
 
     // The heap arena: the whole pool's worth of address space (plus the static DRAM).
@@ -129,6 +112,8 @@ Runtime* Runtime::start(char** envp) {
     throw_if_error(rt->engine_->adopt(reinterpret_cast<void*>(base), arena_bytes, /*reserve_pool=*/false));
     rt->arena_ = std::make_unique<HeapArena>(base, arena_bytes);
 
+    rt->start_control(path, dram_auto);
+
     if (int error = pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child))
       throw std::system_error(error, std::generic_category(), "pthread_atfork");
     EMP_INFO("preload", "heap arena %s at %#lx; DRAM %s%s", format_size(arena_bytes).c_str(), base,
@@ -137,6 +122,26 @@ Runtime* Runtime::start(char** envp) {
     return rt;
   } catch (const std::exception& e) {
     throw std::runtime_error(one_line(e.what()));
+  }
+}
+
+// The control socket (and dram:auto) are conveniences: when they cannot start, EMP runs
+// without them and says why.
+void Runtime::start_control(const char* mem_path, bool dram_auto) {
+  try {
+    if (dram_auto) dram_auto_ = control::DramAutoController::start(*engine_);
+  } catch (const std::exception& e) {
+    EMP_WARN("preload", "dram:auto is off (%s); the DRAM budget stays at %s", e.what(),
+             format_size(engine_->budget()).c_str());
+  }
+  try {
+    control::ControlInfo info;
+    info.mem_path = mem_path;
+    info.dram_auto = dram_auto_ != nullptr;
+    info.dram_auto_controller = dram_auto_.get();
+    control_ = control::ControlServer::start(*engine_, info);
+  } catch (const std::exception& e) {
+    EMP_WARN("preload", "no control socket (%s): `emp stats` and `emp resize` cannot reach this process", e.what());
   }
 }
 

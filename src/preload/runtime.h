@@ -16,6 +16,8 @@
 #include <mutex>
 #include <string>
 
+#include "control/control_server.h"
+#include "control/dram_auto.h"
 #include "core/engine.h"
 #include "preload/heap_arena.h"
 
@@ -46,12 +48,13 @@ class Runtime {
   static void after_fork_in_parent() noexcept;
   static void after_fork_in_child() noexcept;
   bool wiped_on_fork(uintptr_t start, size_t length) const noexcept;
+  void start_control(const char* mem_path, bool dram_auto);
 
   std::atomic<Mode> mode_{Mode::kActive};
   std::unique_ptr<core::Engine> engine_;
   std::unique_ptr<HeapArena> arena_;
-  std::shared_ptr<void> control_;     // control socket server (type-erased: owned, never destroyed)
-  std::shared_ptr<void> dram_auto_;   // dram:auto controller
+  std::unique_ptr<control::DramAutoController> dram_auto_;  // dram:auto only
+  std::unique_ptr<control::ControlServer> control_;          // `emp` commands
   std::mutex wipe_mutex_;
   static constexpr size_t kMaxWipeRanges = 64;
   struct Range {
