@@ -39,6 +39,9 @@ class BlockMeta {
   static constexpr uint32_t kWriteMask = 0x3u << kWriteShift;
   static constexpr uint32_t kPredicted = 1u << 11;  // mapped writable on prediction
   static constexpr uint32_t kPredictWritesAt = 2;
+  // The slot existed when the process forked: a child may still read it, so it is never
+  // written again or freed directly (Pool::release_shared; the next write-back takes a new slot).
+  static constexpr uint32_t kSharedSlot = 1u << 12;
 
   static BlockState state_of(uint32_t word) noexcept { return static_cast<BlockState>(word & kStateMask); }
   static uint32_t heat_of(uint32_t word) noexcept { return (word & kHeatMask) >> kHeatShift; }
@@ -82,6 +85,9 @@ class BlockMeta {
     word_.store(word & ~kBusy, std::memory_order_release);
     word_.notify_all();
   }
+  // Only where no other thread can touch the block (a forked child before its engine
+  // starts): sets the word, busy bit included, as given.
+  void store_unowned(uint32_t word) noexcept { word_.store(word, std::memory_order_relaxed); }
   // Busy owner only: update flags while keeping busy.
   void store_busy(uint32_t word) noexcept { word_.store(word | kBusy, std::memory_order_relaxed); }
 

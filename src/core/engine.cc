@@ -36,7 +36,6 @@ std::unique_ptr<Engine> Engine::create(EngineConfig config) {
     throw std::system_error(ENOTSUP, std::generic_category(),
                             "this kernel lacks userfaultfd write-protect for anonymous memory (Linux >= 5.7 needed): "
                             "EMP cannot track dirty blocks safely");
-  if (!config.fatal) config.fatal = default_fatal;
   if (config.options.elastic)
     EMP_WARN("engine", "EMP_ELASTIC=1 is not implemented yet: every region uses the fixed block size %s",
              format_size(config.options.block_size).c_str());
@@ -56,7 +55,8 @@ Engine::Engine(EngineConfig config, os::Userfaultfd uffd)
       pager_(uffd_, *pool_, budget_, counters_, options_),
       evictor_(clock_, pager_, budget_, counters_, *pool_, options_.block_size),
       faults_(uffd_, regions_, pager_, evictor_, clock_, budget_, counters_, *pool_, options_.block_size,
-              std::move(config.fatal)) {}
+              config.fatal ? std::move(config.fatal) : FatalHandler(default_fatal)),
+      uffd_options_(config.uffd) {}
 
 Engine::~Engine() {
   if (options_.print_stats) {
@@ -88,6 +88,7 @@ Status Engine::adopt(void* address, size_t length, bool reserve_pool) noexcept {
 }
 
 Status Engine::add_region(uintptr_t base, size_t length, bool owns_memory, bool reserve_pool) noexcept {
+  std::lock_guard lock(maintenance_mutex_);
   std::shared_ptr<Region> region;
   try {
     region = std::make_shared<Region>(base, length, options_.block_size, options_.subblock_size, owns_memory);
@@ -128,8 +129,7 @@ Status Engine::release_locked(void* address) noexcept {
     BlockMeta& block = region->block(i);
     uint32_t word = block.acquire();
     if (BlockMeta::state_of(word) == BlockState::kResident) budget_.uncharge(region->block_range(i).length);
-    if (block.slot.valid()) pool_->release(block.slot, region->slot_bytes(i));
-    block.slot = tier::Slot{};
+    free_slot(*region, i, &word);
     block.release(0);
   }
   (void)uffd_.unregister_range(reinterpret_cast<void*>(region->base()), region->length());

@@ -65,11 +65,20 @@ class Engine {
   // mprotect took read access away from part of the range: evictions there copy
   // through /proc/self/mem.
   void note_unreadable(const void* start, size_t length) noexcept;
-  // Fork: the parent holds these around fork() so no range operation is half done.
-  void lock_for_fork() noexcept { maintenance_mutex_.lock(); }
-  void unlock_after_fork() noexcept { maintenance_mutex_.unlock(); }
-  // In a forked child, where no engine thread runs: calls `visit(start, length)` for each
-  // run of managed memory whose data is not in this process (evicted, or mid-transfer).
+  // --- fork() (libemp.so's atfork handlers; engine_fork.cc, tier/fork_proxy.h) ---
+  // Before fork: waits for every fill and eviction in flight and holds every block, so
+  // the child's copy of the block tables is consistent.
+  void hold_for_fork() noexcept;
+  // In the parent after fork: the slots that exist now are shared with the child (never
+  // rewritten or freed while it lives); lets go of the blocks.
+  void release_after_fork_in_parent() noexcept;
+  // In the child: a new engine on the same regions (none of this engine's threads exists
+  // here) with `pool` (tier/fork_proxy.h) as its second tier. Resident blocks stay
+  // resident (as dirty: the kernel dropped their write-protection), evicted ones are read
+  // through the parent. Throws std::system_error when the child cannot start one.
+  std::unique_ptr<Engine> continue_in_child(std::unique_ptr<tier::Pool> pool);
+  // Fallback for a child without an engine: calls `visit(start, length)` for each run
+  // of managed memory whose data is not in this process (evicted, or mid-transfer).
   void for_each_absent_range(void (*visit)(uintptr_t start, size_t length, void* context), void* context) const noexcept;
 
   void set_budget(uint64_t bytes) noexcept;
@@ -91,6 +100,7 @@ class Engine {
   Status split_out(const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end);
   bool bring_in(Region& region, size_t index, uint32_t* word) noexcept;
   void drop_copy(Region& region, size_t index, uint32_t* word) noexcept;
+  void free_slot(Region& region, size_t index, uint32_t* word) noexcept;
   Scratch* maintenance_scratch() noexcept;
 
   Options options_;
@@ -106,6 +116,8 @@ class Engine {
   // Lock order: maintenance_mutex_ → block busy bits → RegionTable's lock.
   std::mutex maintenance_mutex_;
   std::unique_ptr<Scratch> maintenance_scratch_;  // under maintenance_mutex_
+  os::UffdOpenOptions uffd_options_;
+  RegionTable::Snapshot fork_snapshot_;  // regions held across fork()
 };
 
 }  // namespace emp::core

@@ -60,12 +60,23 @@ bool Engine::bring_in(Region& region, size_t index, uint32_t* word) noexcept {
   return BlockMeta::state_of(*word) != BlockState::kEvicted;
 }
 
+// A held block gives up its tier slot (later, if a forked child may still read it).
+void Engine::free_slot(Region& region, size_t index, uint32_t* word) noexcept {
+  BlockMeta& block = region.block(index);
+  if (block.slot.valid()) {
+    if (*word & BlockMeta::kSharedSlot) {
+      pool_->release_shared(block.slot, region.slot_bytes(index));
+    } else {
+      pool_->release(block.slot, region.slot_bytes(index));
+    }
+  }
+  block.slot = tier::Slot{};
+  *word &= ~(BlockMeta::kSharedSlot | BlockMeta::kHasCopy);
+}
+
 // A held block whose memory is about to be the only copy: free its tier slot.
 void Engine::drop_copy(Region& region, size_t index, uint32_t* word) noexcept {
-  BlockMeta& block = region.block(index);
-  if (block.slot.valid()) pool_->release(block.slot, region.slot_bytes(index));
-  block.slot = tier::Slot{};
-  *word &= ~BlockMeta::kHasCopy;
+  free_slot(region, index, word);
   if (BlockMeta::state_of(*word) == BlockState::kResident) *word |= BlockMeta::kDirty;
 }
 
@@ -118,10 +129,7 @@ Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_st
   for (size_t k = first_cut; k <= last_cut; ++k) {
     BlockRange range = region->block_range(k);
     if (BlockMeta::state_of(words[k]) == BlockState::kResident) budget_.uncharge(range.length);
-    if (within(range, cut_start, cut_end)) {
-      if (region->block(k).slot.valid()) pool_->release(region->block(k).slot, region->slot_bytes(k));
-      region->block(k).slot = tier::Slot{};
-    }
+    if (within(range, cut_start, cut_end)) free_slot(*region, k, &words[k]);
   }
   // The pieces inherit every other block's state; cut blocks are charged for what stays.
   for (const auto& piece : pieces) {
@@ -170,8 +178,7 @@ Status Engine::discard_range(void* start, size_t length) noexcept {
             budget_.uncharge(range.length);
             os::raw_madvise(range.pointer(), range.length, MADV_DONTNEED);
           }
-          if (block.slot.valid()) pool_->release(block.slot, region->slot_bytes(k));
-          block.slot = tier::Slot{};
+          free_slot(*region, k, &word);
           block.release(static_cast<uint32_t>(BlockState::kEmpty));
           continue;
         }

@@ -148,6 +148,13 @@ void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, 
   BlockMeta& block = region.block(index);
   uint32_t word = block.acquire();
   if (region.retired() || BlockMeta::state_of(word) == BlockState::kResident) {
+    if (!region.retired()) {
+      // Usually a race with the fill that just finished. If the page is really absent,
+      // the kernel dropped it behind our back (wipe-on-fork, a raw MADV_DONTNEED): it
+      // reads zeros, as it would without EMP.
+      Status error;
+      (void)uffd_.zeropage(reinterpret_cast<void*>(address & ~uintptr_t{4095}), 4096, /*wake=*/true, &error);
+    }
     block.release(word);
     (void)pager_.wake(address);
     counters_.faults_local.fetch_add(1, std::memory_order_relaxed);

@@ -166,6 +166,12 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
       BlockMeta& block = v.region->block(v.index);
       BlockRange range = v.region->block_range(v.index);
       if (used + range.length > capacity) break;
+      if (v.word & BlockMeta::kSharedSlot) {
+        // A forked child may still read the old copy: write this one elsewhere.
+        pool_.release_shared(block.slot, v.region->slot_bytes(v.index));
+        block.slot = tier::Slot{};
+        v.word &= ~BlockMeta::kSharedSlot;
+      }
       if (!block.slot.valid()) {
         auto slot = pool_.allocate(v.region->slot_bytes(v.index));
         if (!slot) {

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "net/remote_factory.h"
 #include "os/raw_syscalls.h"
 #include "preload/thread_role.h"
+#include "tier/fork_proxy.h"
 
 namespace emp::preload {
 namespace {
@@ -44,9 +46,9 @@ void child_segv_handler(int signal, siginfo_t* info, void* context) {
   if (rt && info->si_code == SEGV_ACCERR && rt->engine().overlaps(info->si_addr, 1)) {
     char message[400];
     int n = std::snprintf(message, sizeof message,
-                          "emp[%d]: this process was forked from an EMP process and touched memory at %#lx that "
-                          "EMP had moved to the second tier before fork(); a forked child cannot read it (only "
-                          "memory resident at fork time is inherited; see docs/containers.md)\n",
+                          "emp[%d]: this forked process touched memory at %#lx that EMP had moved to the second "
+                          "tier before fork(), and it could not start EMP of its own to read it back (see the "
+                          "error above)\n",
                           static_cast<int>(getpid()), address);
     ssize_t ignored = ::write(STDERR_FILENO, message, static_cast<size_t>(n));
     (void)ignored;
@@ -112,6 +114,7 @@ Runtime* Runtime::start(char** envp) {
     throw_if_error(rt->engine_->adopt(reinterpret_cast<void*>(base), arena_bytes, /*reserve_pool=*/false));
     rt->arena_ = std::make_unique<HeapArena>(base, arena_bytes);
 
+    rt->mem_path_ = path;
     rt->start_control(path, dram_auto);
 
     if (int error = pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child))
@@ -169,28 +172,68 @@ bool Runtime::wiped_on_fork(uintptr_t start, size_t length) const noexcept {
 void Runtime::before_fork() noexcept {
   Runtime* rt = runtime();
   if (!rt || !rt->active()) return;
+  InternalScope scope;
   rt->wipe_mutex_.lock();
-  rt->engine_->lock_for_fork();
+  // The child's second tier is served by this process over a socketpair.
+  int fds[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    EMP_ERROR("preload", "fork: socketpair: %s; the child will not read memory evicted before the fork",
+              std::strerror(errno));
+  }
+  rt->fork_parent_end_ = UniqueFd(fds[0]);
+  rt->fork_child_end_ = UniqueFd(fds[1]);
+  rt->fork_child_id_ = rt->engine_->pool().begin_child();
+  rt->engine_->hold_for_fork();
   rt->arena_->lock();
 }
 
 void Runtime::after_fork_in_parent() noexcept {
   Runtime* rt = runtime();
   if (!rt || !rt->active()) return;
+  InternalScope scope;
   rt->arena_->unlock();
-  rt->engine_->unlock_after_fork();
+  rt->engine_->release_after_fork_in_parent();
+  rt->fork_child_end_.reset();  // if fork() failed, the proxy sees end-of-file and cleans up
+  try {
+    if (rt->fork_parent_end_.get() < 0) throw std::runtime_error("no socket");
+    tier::start_fork_proxy(rt->engine_->pool(), std::move(rt->fork_parent_end_), rt->fork_child_id_);
+  } catch (const std::exception& e) {
+    EMP_ERROR("preload", "fork: cannot serve the child's second tier (%s)", e.what());
+    rt->fork_parent_end_.reset();
+    rt->engine_->pool().end_child(rt->fork_child_id_);
+  }
   rt->wipe_mutex_.unlock();
 }
 
 void Runtime::after_fork_in_child() noexcept {
   Runtime* rt = runtime();
   if (!rt || !rt->active()) return;
+  InternalScope scope;
   rt->arena_->unlock();
-  rt->engine_->unlock_after_fork();
   rt->wipe_mutex_.unlock();
+  rt->fork_parent_end_.reset();
+  // None of the parent's EMP threads exists here: start a new engine on the same regions,
+  // reading and writing the second tier through the parent.
+  try {
+    auto pool = tier::make_child_pool(rt->engine_->pool(), std::move(rt->fork_child_end_));
+    std::unique_ptr<core::Engine> child = rt->engine_->continue_in_child(std::move(pool));
+    (void)rt->engine_.release();  // the parent's engine object: its threads are not here
+    rt->engine_ = std::move(child);
+    for (size_t i = 0; i < rt->wipe_count_; ++i)
+      (void)rt->engine_->discard_range(reinterpret_cast<void*>(rt->wipe_[i].start), rt->wipe_[i].length);
+    // The parent's control socket and dram:auto belong to the parent.
+    (void)rt->control_.release();
+    bool dram_auto = rt->dram_auto_ != nullptr;
+    (void)rt->dram_auto_.release();
+    rt->start_control(rt->mem_path_.c_str(), dram_auto);
+    return;
+  } catch (const std::exception& e) {
+    EMP_ERROR("preload", "forked child %d cannot start EMP (%s): it keeps the memory resident at the fork only",
+              static_cast<int>(getpid()), e.what());
+  }
   rt->mode_.store(Mode::kForkedChild, std::memory_order_release);
-  // No EMP thread runs here and the kernel dropped the userfaultfd registration: memory
-  // the parent had evicted must not silently read as zeros.
+  // The kernel dropped the userfaultfd registration: memory the parent had evicted must
+  // not silently read as zeros.
   bool marked = false;
   auto mark = [](uintptr_t start, size_t length, void* context) {
     auto* self = static_cast<std::pair<Runtime*, bool*>*>(context);

@@ -18,6 +18,7 @@
 
 #include "control/control_server.h"
 #include "control/dram_auto.h"
+#include "common/unique_fd.h"
 #include "core/engine.h"
 #include "preload/heap_arena.h"
 
@@ -55,6 +56,10 @@ class Runtime {
   std::unique_ptr<HeapArena> arena_;
   std::unique_ptr<control::DramAutoController> dram_auto_;  // dram:auto only
   std::unique_ptr<control::ControlServer> control_;          // `emp` commands
+  std::string mem_path_;
+  // fork(): the socketpair and pool id of the child being forked (under the fork handlers).
+  UniqueFd fork_parent_end_, fork_child_end_;
+  uint64_t fork_child_id_ = 0;
   std::mutex wipe_mutex_;
   static constexpr size_t kMaxWipeRanges = 64;
   struct Range {

@@ -1,17 +1,21 @@
 #include "tier/pool.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "tier/file_tier.h"
 
 namespace emp::tier {
 
-Pool::Pool(std::vector<std::unique_ptr<Tier>> tiers) {
-  if (tiers.empty()) throw std::invalid_argument("a pool needs at least one second-tier element");
+Pool::Pool(std::vector<std::unique_ptr<Tier>> tiers, size_t read_only) {
+  if (tiers.size() <= read_only) throw std::invalid_argument("a pool needs at least one second-tier element");
   if (tiers.size() > 255) throw std::invalid_argument("a pool holds at most 255 tiers");
   for (auto& tier : tiers) {
-    auto allocator = std::make_unique<BuddyAllocator>(tier->capacity());
-    capacity_ += allocator->free_bytes();
+    std::unique_ptr<BuddyAllocator> allocator;
+    if (tiers_.size() >= read_only) {
+      allocator = std::make_unique<BuddyAllocator>(tier->capacity());
+      capacity_ += allocator->free_bytes();
+    }
     tiers_.push_back(Member{std::move(tier), std::move(allocator)});
   }
 }
@@ -44,14 +48,51 @@ Result<Slot> Pool::allocate(uint64_t bytes) noexcept {
   unsigned start = cursor_.fetch_add(1, std::memory_order_relaxed);
   for (size_t i = 0; i < tiers_.size(); ++i) {
     unsigned index = static_cast<unsigned>((start + i) % tiers_.size());
-    if (tiers_[index].tier->health() == TierHealth::kLost) continue;
+    if (!tiers_[index].allocator || tiers_[index].tier->health() == TierHealth::kLost) continue;
     if (auto offset = tiers_[index].allocator->allocate(bytes)) return Slot::make(index, *offset);
   }
   return Status::error(ENOSPC, "second-tier pool has no free extent");
 }
 
 void Pool::release(Slot slot, uint64_t bytes) noexcept {
-  if (slot.valid()) tiers_[slot.tier()].allocator->release(slot.offset(), bytes);
+  if (slot.valid() && tiers_[slot.tier()].allocator) tiers_[slot.tier()].allocator->release(slot.offset(), bytes);
+}
+
+uint64_t Pool::begin_child() noexcept {
+  std::lock_guard lock(fork_mutex_);
+  uint64_t id = ++fork_clock_;
+  live_children_[id] = id;
+  return id;
+}
+
+void Pool::end_child(uint64_t id) noexcept {
+  std::vector<Deferred> now_free;
+  {
+    std::lock_guard lock(fork_mutex_);
+    live_children_.erase(id);
+    uint64_t oldest = live_children_.empty() ? ~0ULL : live_children_.begin()->second;
+    // A slot let go of at clock T may be read by the children forked at or before T.
+    auto keep = std::partition(deferred_.begin(), deferred_.end(), [&](const Deferred& d) { return d.dropped_at >= oldest; });
+    now_free.assign(keep, deferred_.end());
+    deferred_.erase(keep, deferred_.end());
+  }
+  for (const Deferred& d : now_free) release(d.slot, d.bytes);
+}
+
+void Pool::release_shared(Slot slot, uint64_t bytes) noexcept {
+  if (!slot.valid()) return;
+  {
+    std::lock_guard lock(fork_mutex_);
+    if (!live_children_.empty()) {
+      try {
+        deferred_.push_back(Deferred{slot, bytes, fork_clock_});
+        return;
+      } catch (...) {
+        return;  // no memory for the note: the slot stays allocated (never reused while shared)
+      }
+    }
+  }
+  release(slot, bytes);
 }
 
 Status Pool::read_batch(Slot slot, std::span<IoSpan> spans) noexcept {

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,7 +32,9 @@ struct Slot {
 
 class Pool {
  public:
-  explicit Pool(std::vector<std::unique_ptr<Tier>> tiers);
+  // The first `read_only` tiers are never allocated from (a forked child's view of its
+  // parent's tiers: it reads the slots that existed at the fork, and writes elsewhere).
+  explicit Pool(std::vector<std::unique_ptr<Tier>> tiers, size_t read_only = 0);
   // Opens a remote element (`<host>:<MiB>:<port>`); supplied by the network layer.
   using RemoteFactory = std::function<std::unique_ptr<Tier>(const TierSpec&)>;
   // Builds tiers from memory-path elements; throws with a message naming the element.
@@ -47,6 +51,14 @@ class Pool {
   Result<Slot> allocate(uint64_t bytes) noexcept;
   void release(Slot slot, uint64_t bytes) noexcept;
 
+  // fork(): the slots that exist when a child forks stay readable for that child until it
+  // ends. begin_child() (before the fork) returns the child's id for end_child().
+  uint64_t begin_child() noexcept;
+  void end_child(uint64_t id) noexcept;
+  // Frees a slot a forked child may still read: now if no such child lives, else once
+  // they all have ended.
+  void release_shared(Slot slot, uint64_t bytes) noexcept;
+
   // Reads spans whose offsets are relative to the slot (they are rebased in place).
   Status read_batch(Slot slot, std::span<IoSpan> spans_in_slot) noexcept;
   Status register_buffer(void* base, size_t length) noexcept;
@@ -60,6 +72,16 @@ class Pool {
   uint64_t capacity_ = 0;
   std::atomic<uint64_t> reserved_{0};
   std::atomic<unsigned> cursor_{0};
+
+  struct Deferred {
+    Slot slot;
+    uint64_t bytes;
+    uint64_t dropped_at;  // fork clock when the owner let go of it
+  };
+  std::mutex fork_mutex_;  // guards the fork bookkeeping below
+  uint64_t fork_clock_ = 0;
+  std::map<uint64_t, uint64_t> live_children_;  // id -> fork clock at its fork (== id)
+  std::vector<Deferred> deferred_;
 };
 
 }  // namespace emp::tier

@@ -1,0 +1,65 @@
+// Engine across fork(): hold every block while the kernel copies the process, share the
+// slots that exist at that moment with the child, and in the child start a new engine
+// on the inherited regions (see tier/fork_proxy.h for the child's second tier).
+#include "common/log.h"
+#include "core/engine.h"
+
+namespace emp::core {
+
+void Engine::hold_for_fork() noexcept {
+  maintenance_mutex_.lock();
+  fork_snapshot_ = regions_.snapshot();
+  for (const auto& region : *fork_snapshot_)
+    for (size_t k = 0; k < region->block_count(); ++k) (void)region->block(k).acquire();
+}
+
+void Engine::release_after_fork_in_parent() noexcept {
+  for (const auto& region : *fork_snapshot_) {
+    for (size_t k = 0; k < region->block_count(); ++k) {
+      BlockMeta& block = region->block(k);
+      uint32_t word = block.load();
+      if (block.slot.valid()) word |= BlockMeta::kSharedSlot;
+      block.release(word);
+    }
+  }
+  fork_snapshot_.reset();
+  maintenance_mutex_.unlock();
+}
+
+std::unique_ptr<Engine> Engine::continue_in_child(std::unique_ptr<tier::Pool> pool) {
+  EngineConfig config;
+  config.options = options_;
+  config.options.print_stats = false;  // the parent prints its own
+  config.budget_bytes = budget_.budget();
+  config.pool = std::move(pool);
+  config.uffd = uffd_options_;
+  os::Userfaultfd uffd = os::Userfaultfd::open(config.uffd);
+  std::unique_ptr<Engine> child(new Engine(std::move(config), std::move(uffd)));
+  uint64_t resident = 0;
+  for (const auto& region : *fork_snapshot_) {
+    for (size_t k = 0; k < region->block_count(); ++k) {
+      BlockMeta& block = region->block(k);
+      uint32_t word = block.load() & ~(BlockMeta::kBusy | BlockMeta::kPredicted);
+      // Slots from before the fork belong to the parent: read them, never write them.
+      if (block.slot.valid()) word |= BlockMeta::kSharedSlot;
+      // fork() dropped the write-protection of our pages: treat resident blocks as written.
+      if (BlockMeta::state_of(word) == BlockState::kResident) {
+        word |= BlockMeta::kDirty;
+        resident += region->block_range(k).length;
+      }
+      block.store_unowned(word);
+    }
+    throw_if_error(child->uffd_.register_range(reinterpret_cast<void*>(region->base()), region->length()));
+    child->regions_.insert(region);
+    if (Status status = child->pool_->reserve(region->reserved_pool_bytes()); !status)
+      EMP_WARN("engine", "forked child: %s", status.to_string().c_str());
+  }
+  child->budget_.force_charge(resident);
+  child->evictor_.start();
+  child->faults_.start(child->options_.fault_threads);
+  EMP_INFO("engine", "forked child continues with its own engine: %s resident, %zu regions",
+           std::to_string(resident).c_str(), fork_snapshot_->size());
+  return child;
+}
+
+}  // namespace emp::core
