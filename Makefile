@@ -4,14 +4,14 @@ PRESET      ?= release
 BUILD_DIR   := build/$(PRESET)
 JOBS        ?= $(shell nproc)
 DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev libssl-dev \
-                libgtest-dev libgmock-dev libbenchmark-dev python3
+                libgtest-dev libgmock-dev libbenchmark-dev python3 redis-server redis-tools
 
 # Sanitizer run-time settings (used by the asan-ubsan and tsan presets; harmless otherwise).
 export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=7
 export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps configure build test test-unit test-integration test-asan test-tsan demo bench clean format test-rdma
+.PHONY: all deps configure build test test-unit test-integration test-heavy test-asan test-tsan demo bench clean format test-rdma
 
 all: build
 
@@ -32,6 +32,10 @@ test-unit: build
 
 test-integration: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L integration
+
+# Heavier runs kept out of `make test`: redis with 1 GiB of values under libemp.so.
+test-heavy: build
+	@cd $(BUILD_DIR) && EMP_HEAVY_TESTS=1 ctest --output-on-failure -R Heavy --timeout 3600
 
 test-asan:
 	@$(MAKE) --no-print-directory test PRESET=asan-ubsan

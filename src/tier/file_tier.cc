@@ -71,7 +71,33 @@ std::unique_ptr<FileTier> FileTier::open(const TierSpec& spec) {
                                 " is neither a regular file nor a block device");
   }
   if (!direct) EMP_WARN("tier", "%s does not support O_DIRECT; using buffered I/O", spec.location.c_str());
-  return std::unique_ptr<FileTier>(new FileTier(spec, std::move(fd), direct));
+  // Two processes must never share a region (e.g. a shell under `emp run` and the
+  // programs it starts): each holds an open-file-description lock on its range.
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = static_cast<off_t>(spec.offset_bytes);
+  lock.l_len = static_cast<off_t>(spec.size_bytes);
+  if (::fcntl(fd.get(), F_OFD_SETLK, &lock) == 0) return std::unique_ptr<FileTier>(new FileTier(spec, std::move(fd), direct));
+  if (errno != EAGAIN && errno != EACCES) fail_errno(spec, "cannot lock " + spec.location);
+  if (is_device)
+    throw std::invalid_argument("memory path element '" + spec.element + "': that region of " + spec.location +
+                                " is in use by another EMP process");
+  // A file: this process gets a private, unnamed file of the same size beside it.
+  std::string directory = spec.location.substr(0, spec.location.find_last_of('/') + 1);
+  if (directory.empty()) directory = ".";
+  UniqueFd own(::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC | (direct ? O_DIRECT : 0), 0600));
+  if (!own.valid() && direct) {
+    own.reset(::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+    direct = false;
+  }
+  if (!own.valid() || ::ftruncate(own.get(), static_cast<off_t>(spec.size_bytes)) != 0)
+    fail_errno(spec, spec.location + " is in use by another EMP process, and no private file could be made in " + directory);
+  EMP_INFO("tier", "%s is in use by another EMP process: this process (%d) uses a private unnamed file of %s in %s",
+           spec.location.c_str(), static_cast<int>(::getpid()), format_size(spec.size_bytes).c_str(), directory.c_str());
+  TierSpec own_spec = spec;
+  own_spec.offset_bytes = 0;
+  return std::unique_ptr<FileTier>(new FileTier(own_spec, std::move(own), direct));
 }
 
 std::string FileTier::describe() const {

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -60,33 +61,39 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::vecto
   }
   auto deadline = start + timeout;
   char buffer[65536];
+  int status = 0;
+  bool exited = false, eof = false;
+  // Until the program has exited and its output is drained (a process it left behind
+  // holding the pipe does not keep us waiting), or the timeout.
   for (;;) {
+    if (!exited && ::waitpid(pid, &status, WNOHANG) == pid) exited = true;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) {
+    if (left <= 0 && !exited) {
       result.timed_out = true;
       ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
       break;
     }
+    if (eof) {
+      if (exited) break;
+      ::usleep(10000);
+      continue;
+    }
     struct pollfd fd {pipe_fds[0], POLLIN, 0};
-    int ready = ::poll(&fd, 1, static_cast<int>(left));
+    int ready = ::poll(&fd, 1, exited ? 0 : static_cast<int>(std::min<long>(left, 100)));
     if (ready < 0 && errno != EINTR) break;
-    if (ready <= 0) continue;
+    if (ready <= 0) {
+      if (exited) break;  // drained
+      continue;
+    }
     ssize_t n = ::read(pipe_fds[0], buffer, sizeof buffer);
-    if (n <= 0) break;
+    if (n <= 0) {
+      eof = true;
+      continue;
+    }
     result.output.append(buffer, static_cast<size_t>(n));
   }
   ::close(pipe_fds[0]);
-  int status = 0;
-  for (;;) {
-    pid_t done = ::waitpid(pid, &status, result.timed_out ? 0 : WNOHANG);
-    if (done == pid || (done < 0 && errno != EINTR)) break;
-    if (done == 0 && std::chrono::steady_clock::now() >= deadline) {
-      result.timed_out = true;
-      ::kill(pid, SIGKILL);
-      continue;
-    }
-    if (done == 0) ::usleep(10000);
-  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
