@@ -49,7 +49,7 @@ __attribute__((constructor(101))) void start_emp() {
 }
 
 __attribute__((destructor)) void stop_emp() {
-  if (Runtime* rt = runtime()) rt->print_exit_statistics();
+  if (Runtime* rt = runtime()) rt->at_exit();
 }
 
 }  // namespace

@@ -251,9 +251,11 @@ void Runtime::after_fork_in_child() noexcept {
   }
 }
 
-void Runtime::print_exit_statistics() noexcept {
-  if (!active() || !engine_->options().print_stats) return;
+void Runtime::at_exit() noexcept {
+  if (!active()) return;
   InternalScope scope;
+  if (control_) ::unlink(control_->socket_path().c_str());
+  if (!engine_->options().print_stats) return;
   try {
     std::string text = "EMP statistics (pid " + std::to_string(getpid()) + ")\n" + engine_->stats().to_text();
     ssize_t ignored = ::write(STDERR_FILENO, text.data(), text.size());

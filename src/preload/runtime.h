@@ -40,8 +40,9 @@ class Runtime {
   // MADV_WIPEONFORK / MADV_KEEPONFORK bookkeeping (a child reads zeros there).
   void note_wipe_on_fork(uintptr_t start, size_t length, bool wipe) noexcept;
 
-  // EMP_STATS=1 summary, printed once at exit by the parent.
-  void print_exit_statistics() noexcept;
+  // At exit: the EMP_STATS=1 summary, and the control socket is removed (the engine keeps
+  // running until the process is gone: other threads may still touch managed memory).
+  void at_exit() noexcept;
 
  private:
   Runtime() = default;

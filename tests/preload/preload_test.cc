@@ -190,10 +190,17 @@ TEST_F(PreloadTest, RunsInsideNewUserPidAndMountNamespaces) {
   if (!probe.ok()) GTEST_SKIP() << "cannot create user/pid/mount namespaces here: " << probe.describe();
   // Only the program inside runs under EMP (unshare(CLONE_NEWUSER) needs a single-threaded
   // caller, as a container runtime is).
+  // Its control socket goes to a directory of this test's (pids inside the namespace
+  // would collide with the host's in the shared /tmp).
   auto env = file_env(16);
+  std::string runtime_dir = temp_tier_path("xdg");
+  std::filesystem::create_directories(runtime_dir);
+  std::filesystem::permissions(runtime_dir, std::filesystem::perms::owner_all);
   ProcessResult result = run_process({"unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount",
-                                      "--mount-proc", "env", env[0], env[1], EMP_PROBE_PATH, "heap", "64"},
+                                      "--mount-proc", "env", env[0], env[1], "XDG_RUNTIME_DIR=" + runtime_dir,
+                                      EMP_PROBE_PATH, "heap", "64"},
                                      {}, 120s);
+  std::filesystem::remove_all(runtime_dir);
   ASSERT_TRUE(result.ok()) << result.describe();
   EXPECT_NE(result.output.find("OK heap"), std::string::npos);
 }
