@@ -97,6 +97,8 @@ class Engine {
   Engine(EngineConfig config, os::Userfaultfd uffd);
   Status add_region(uintptr_t base, size_t length, bool owns_memory, bool reserve_pool = true) noexcept;
   Status release_locked(void* address) noexcept;
+  template <typename Change>
+  Status for_each_cut(void* start, size_t length, Change&& change) noexcept;
   Status split_out(const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end);
   bool bring_in(Region& region, size_t index, uint32_t* word) noexcept;
   void drop_copy(Region& region, size_t index, uint32_t* word) noexcept;

@@ -80,22 +80,30 @@ void Engine::drop_copy(Region& region, size_t index, uint32_t* word) noexcept {
   if (BlockMeta::state_of(*word) == BlockState::kResident) *word |= BlockMeta::kDirty;
 }
 
-Status Engine::forget_range(void* start, size_t length) noexcept {
+// Under the maintenance mutex, calls `change(region, cut_start, cut_end)` for each region
+// that [start, start+length) overlaps, with the range clipped to it.
+template <typename Change>
+Status Engine::for_each_cut(void* start, size_t length, Change&& change) noexcept {
   uintptr_t s = reinterpret_cast<uintptr_t>(start), e = s + length;
   try {
     std::lock_guard lock(maintenance_mutex_);
     Status result = Status::ok();
     for (const auto& region : regions_.overlapping(s, e)) {
-      uintptr_t cut_start = std::max(s, region->base()), cut_end = std::min(e, region->end());
-      Status status = cut_start == region->base() && cut_end == region->end()
-                          ? release_locked(reinterpret_cast<void*>(region->base()))
-                          : split_out(region, cut_start, cut_end);
+      Status status = change(region, std::max(s, region->base()), std::min(e, region->end()));
       if (!status) result = status;
     }
     return result;
   } catch (const std::exception&) {
     return Status::error(ENOMEM, "range bookkeeping");
   }
+}
+
+Status Engine::forget_range(void* start, size_t length) noexcept {
+  return for_each_cut(start, length, [&](const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end) {
+    return cut_start == region->base() && cut_end == region->end()
+               ? release_locked(reinterpret_cast<void*>(region->base()))
+               : split_out(region, cut_start, cut_end);
+  });
 }
 
 Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end) {
@@ -161,50 +169,43 @@ Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_st
 }
 
 Status Engine::discard_range(void* start, size_t length) noexcept {
-  uintptr_t s = reinterpret_cast<uintptr_t>(start), e = s + length;
-  try {
-    std::lock_guard lock(maintenance_mutex_);
+  return for_each_cut(start, length, [&](const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end) {
     Status result = Status::ok();
-    for (const auto& region : regions_.overlapping(s, e)) {
-      uintptr_t cut_start = std::max(s, region->base()), cut_end = std::min(e, region->end());
-      for (size_t k = region->block_index(cut_start); k <= region->block_index(cut_end - 1); ++k) {
-        BlockMeta& block = region->block(k);
-        BlockRange range = region->block_range(k);
-        uint32_t word = block.acquire();
-        BlockState state = BlockMeta::state_of(word);
-        if (within(range, cut_start, cut_end)) {
-          // The whole block: back to never-touched.
-          if (state == BlockState::kResident) {
-            budget_.uncharge(range.length);
-            os::raw_madvise(range.pointer(), range.length, MADV_DONTNEED);
-          }
-          free_slot(*region, k, &word);
-          block.release(static_cast<uint32_t>(BlockState::kEmpty));
-          continue;
+    for (size_t k = region->block_index(cut_start); k <= region->block_index(cut_end - 1); ++k) {
+      BlockMeta& block = region->block(k);
+      BlockRange range = region->block_range(k);
+      uint32_t word = block.acquire();
+      BlockState state = BlockMeta::state_of(word);
+      if (within(range, cut_start, cut_end)) {
+        // The whole block: back to never-touched.
+        if (state == BlockState::kResident) {
+          budget_.uncharge(range.length);
+          os::raw_madvise(range.pointer(), range.length, MADV_DONTNEED);
         }
-        if (state == BlockState::kEmpty) {
-          block.release(word);
-          continue;
-        }
-        // Part of a block: bring it in, zero that part, keep the block as dirty memory.
-        if (!bring_in(*region, k, &word)) {
-          block.release(word);
-          result = Status::error(EIO, "cannot read back a block partly discarded by madvise");
-          continue;
-        }
-        uintptr_t zero_start = std::max(cut_start, range.start);
-        uintptr_t zero_end = std::min(cut_end, range.start + range.length);
-        os::raw_madvise(reinterpret_cast<void*>(zero_start), zero_end - zero_start, MADV_DONTNEED);
-        Status error;
-        (void)uffd_.zeropage(reinterpret_cast<void*>(zero_start), zero_end - zero_start, /*wake=*/true, &error);
-        drop_copy(*region, k, &word);
-        block.release(word);
+        free_slot(*region, k, &word);
+        block.release(static_cast<uint32_t>(BlockState::kEmpty));
+        continue;
       }
+      if (state == BlockState::kEmpty) {
+        block.release(word);
+        continue;
+      }
+      // Part of a block: bring it in, zero that part, keep the block as dirty memory.
+      if (!bring_in(*region, k, &word)) {
+        block.release(word);
+        result = Status::error(EIO, "cannot read back a block partly discarded by madvise");
+        continue;
+      }
+      uintptr_t zero_start = std::max(cut_start, range.start);
+      uintptr_t zero_end = std::min(cut_end, range.start + range.length);
+      os::raw_madvise(reinterpret_cast<void*>(zero_start), zero_end - zero_start, MADV_DONTNEED);
+      Status error;
+      (void)uffd_.zeropage(reinterpret_cast<void*>(zero_start), zero_end - zero_start, /*wake=*/true, &error);
+      drop_copy(*region, k, &word);
+      block.release(word);
     }
     return result;
-  } catch (const std::exception&) {
-    return Status::error(ENOMEM, "range bookkeeping");
-  }
+  });
 }
 
 void Engine::note_unreadable(const void* start, size_t length) noexcept {
