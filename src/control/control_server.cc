@@ -24,7 +24,6 @@
 #include "control/json.h"
 #include "control/socket_location.h"
 #include "core/engine.h"
-#include "net/remote_tier.h"
 
 namespace emp::control {
 namespace {
@@ -80,7 +79,7 @@ std::string_view trim(std::string_view text) {
 }
 
 const char* tier_kind(const tier::Tier& tier) {
-  if (dynamic_cast<const net::RemoteTier*>(&tier)) return "remote";
+  if (tier.donor_state()) return "remote";
   if (tier.name().rfind("device:", 0) == 0) return "device";
   if (tier.name().rfind("file:", 0) == 0) return "file";
   return "memory";
@@ -416,12 +415,12 @@ std::string ControlServer::donors_reply() {
         .num("read_ops", counters.read_ops)
         .num("write_ops", counters.write_ops)
         .num("errors", counters.errors);
-    if (auto* r = dynamic_cast<const net::RemoteTier*>(&t)) {
+    if (auto donor = t.donor_state()) {
       ++remote;
-      item.str("provider", net::to_string(r->provider()))
-          .num("lease_id", r->lease_id())
-          .num("reconnects", r->reconnects())
-          .boolean("data_lost", r->data_lost());
+      item.str("provider", donor->provider)
+          .num("lease_id", donor->lease_id)
+          .num("reconnects", donor->reconnects)
+          .boolean("data_lost", donor->data_lost);
     }
     if (i) list += ',';
     list += item.done();

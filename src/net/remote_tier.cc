@@ -354,4 +354,8 @@ void RemoteTier::drop_connections_for_testing() {
   if (link) link->fail(Status::error(ECONNRESET, "connection dropped (test)"));
 }
 
+std::optional<tier::DonorState> RemoteTier::donor_state() const {
+  return tier::DonorState{to_string(provider()), lease_id(), reconnects(), data_lost()};
+}
+
 }  // namespace emp::net

@@ -59,6 +59,7 @@ class RemoteTier final : public tier::Tier {
   Status register_buffer(void* base, size_t length) noexcept override;
   tier::TierHealth health() const noexcept override { return health_.load(std::memory_order_acquire); }
   std::string describe() const override;
+  std::optional<tier::DonorState> donor_state() const override;
 
   Provider provider() const noexcept { return provider_; }
   uint64_t lease_id() const;

@@ -1,5 +1,6 @@
 #include "preload/runtime.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -15,7 +16,6 @@
 
 #include "common/log.h"
 #include "common/size_parse.h"
-#include "net/remote_factory.h"
 #include "os/raw_syscalls.h"
 #include "preload/thread_role.h"
 #include "tier/fork_proxy.h"
@@ -66,6 +66,30 @@ void child_segv_handler(int signal, siginfo_t* info, void* context) {
   g_previous_segv.sa_handler(signal);
 }
 
+// The remote-donor tier lives in libemp-remote.so beside this library (see
+// remote_plugin.cc); it is loaded only when the memory path names a donor.
+tier::Pool::RemoteFactory load_remote_factory(const Options& options, const MemPath& mem_path) {
+  bool any_remote = false;
+  for (const TierSpec& spec : mem_path.tiers) any_remote |= spec.kind == TierSpec::Kind::kRemote;
+  if (!any_remote) return {};
+  Dl_info self{};
+  if (!::dladdr(reinterpret_cast<void*>(&load_remote_factory), &self) || !self.dli_fname)
+    throw std::runtime_error("cannot find where libemp.so is installed");
+  std::string path = self.dli_fname;
+  path = path.substr(0, path.find_last_of('/') + 1) + "libemp-remote.so";
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle)
+    throw std::runtime_error(std::string("remote donors need ") + path + " (installed with libemp.so): " + ::dlerror());
+  using Entry = void* (*)(const Options*, int, char*, size_t);
+  auto entry = reinterpret_cast<Entry>(::dlsym(handle, "emp_remote_factory_v1"));
+  if (!entry) throw std::runtime_error(path + " is not EMP's remote-donor library (no emp_remote_factory_v1)");
+  char error[512] = "";
+  std::unique_ptr<tier::Pool::RemoteFactory> factory(
+      static_cast<tier::Pool::RemoteFactory*>(entry(&options, static_cast<int>(log::level()), error, sizeof error)));
+  if (!factory) throw std::runtime_error(error);
+  return *factory;
+}
+
 std::string one_line(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   for (size_t i = 0; (i = text.find('\n', i)) != std::string::npos;) text.replace(i, 1, "; ");
@@ -94,7 +118,7 @@ Runtime* Runtime::start(char** envp) {
     core::EngineConfig config;
     config.options = options;
     bool dram_auto = mem_path.dram_auto || !mem_path.dram_bytes;
-    config.pool = tier::Pool::from_specs(mem_path.tiers, net::make_remote_factory(options));
+    config.pool = tier::Pool::from_specs(mem_path.tiers, load_remote_factory(options, mem_path));
     uint64_t pool_capacity = config.pool->capacity();
     config.budget_bytes = dram_auto ? control::DramAutoController::initial_budget({}, options.block_size, pool_capacity)
                                     : *mem_path.dram_bytes;

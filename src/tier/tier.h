@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -35,6 +36,14 @@ struct TierCounters {
 };
 
 enum class TierHealth { kHealthy, kDegraded, kLost };
+
+// What a remote donor's tier reports beyond the counters (emp donors).
+struct DonorState {
+  std::string provider;  // tcp, verbs, shm
+  uint64_t lease_id = 0;
+  uint64_t reconnects = 0;
+  bool data_lost = false;
+};
 const char* to_string(TierHealth health) noexcept;
 
 class Tier {
@@ -63,6 +72,8 @@ class Tier {
   virtual Status register_buffer(void* /*base*/, size_t /*length*/) noexcept { return Status::ok(); }
   virtual TierHealth health() const noexcept { return TierHealth::kHealthy; }
   virtual std::string describe() const { return name_; }
+  // Set for remote donors only.
+  virtual std::optional<DonorState> donor_state() const { return std::nullopt; }
 
   TierCounters counters() const noexcept;
 
