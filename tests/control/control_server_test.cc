@@ -38,7 +38,8 @@ TEST(ControlServer, StatsFieldsArePresentAndConsistent) {
   const JsonValue& s = *stats;
   EXPECT_EQ(s.u64("faults"), s.u64("faults_zero") + s.u64("faults_fetch") + s.u64("faults_local"));
   const uint64_t blocks = (32u << 20) / served.engine->options().block_size;
-  EXPECT_GE(s.u64("faults"), blocks);
+  // A handler counts its fault after waking the thread, so the last ones may still be in flight.
+  EXPECT_GE(s.u64("faults"), blocks - served.engine->options().fault_threads);
   EXPECT_GE(s.u64("faults_zero"), blocks * 9 / 10);  // first touches: zeros, no I/O
   EXPECT_GT(s.u64("evictions_dirty"), 0u);
   EXPECT_EQ(s.u64("budget_bytes"), 8u << 20);
