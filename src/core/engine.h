@@ -55,6 +55,9 @@ class Engine {
   // --- What libemp.so needs to keep munmap, madvise, mprotect and fork exact on managed
   // memory (engine_ranges.cc). All noexcept; serialised with each other.
   bool overlaps(const void* start, size_t length) const noexcept;
+  // Calls `visit(start, length, context)` for each part of the range that is not managed.
+  void for_each_unmanaged_part(const void* start, size_t length, void (*visit)(void*, size_t, void*),
+                               void* context) const noexcept;
   // Before munmap of a range: regions wholly inside are released; a region the range
   // cuts keeps its outer parts under EMP (a block cut in two is brought in and kept as
   // dirty memory). The caller unmaps the range afterwards.

@@ -29,6 +29,20 @@ bool Engine::overlaps(const void* start, size_t length) const noexcept {
   }
 }
 
+void Engine::for_each_unmanaged_part(const void* start, size_t length, void (*visit)(void*, size_t, void*),
+                                     void* context) const noexcept {
+  uintptr_t at = reinterpret_cast<uintptr_t>(start), end = at + length;
+  try {
+    for (const auto& region : regions_.overlapping(at, end)) {
+      if (region->base() > at) visit(reinterpret_cast<void*>(at), region->base() - at, context);
+      at = std::max(at, region->end());
+    }
+  } catch (...) {
+    return;
+  }
+  if (at < end) visit(reinterpret_cast<void*>(at), end - at, context);
+}
+
 Scratch* Engine::maintenance_scratch() noexcept {
   if (!maintenance_scratch_) {
     auto scratch = Scratch::create(*pool_, options_.block_size);

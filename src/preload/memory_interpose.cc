@@ -234,11 +234,22 @@ int madvise(void* addr, size_t length, int advice) {
     case MADV_REMOVE: {
       // Zeros afterwards, and the DRAM and tier space back; parts outside EMP go to the kernel.
       emp::Status status = rt->engine().discard_range(addr, page_round(length));
+      struct Outside {
+        int advice;
+        int result;
+      } outside{advice, 0};
+      rt->engine().for_each_unmanaged_part(
+          addr, page_round(length),
+          [](void* start, size_t bytes, void* context) {
+            auto* o = static_cast<Outside*>(context);
+            if (emp::os::raw_madvise(start, bytes, o->advice) != 0) o->result = -1;
+          },
+          &outside);
       if (!status) {
         errno = status.code();
         return -1;
       }
-      return 0;
+      return outside.result;
     }
     case MADV_WIPEONFORK:
     case MADV_KEEPONFORK: {

@@ -277,6 +277,14 @@ void scenario_madvise(size_t mib) {
   expect_pattern(p + partial + 5 * kPage, kPage, 7, "their neighbour after eviction", p);
   if (madvise(p, bytes, MADV_WILLNEED) != 0 || madvise(p, bytes, MADV_HUGEPAGE) != 0)
     fail("harmless advice failed: %s", std::strerror(errno));
+  // One call over managed memory and a neighbouring mapping the kernel keeps
+  // (MAP_GROWSDOWN stays unmanaged): both read zeros afterwards.
+  char* tail = p + bytes - kMiB;
+  if (mmap(tail, kMiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_GROWSDOWN, -1, 0) != tail)
+    fail("mmap MAP_GROWSDOWN over the tail: %s", std::strerror(errno));
+  fill(tail, kMiB, 8);
+  if (madvise(p + bytes - 2 * kMiB, 2 * kMiB, MADV_DONTNEED) != 0) fail("madvise across mappings: %s", std::strerror(errno));
+  expect_zero(p + bytes - 2 * kMiB, 2 * kMiB, "managed and kernel memory after one MADV_DONTNEED");
   munmap(p, bytes);
 }
 
