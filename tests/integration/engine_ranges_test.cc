@@ -1,0 +1,158 @@
+// Engine range operations and fork, driven directly (libemp.so drives them from munmap,
+// madvise and pthread_atfork; these tests also run under the sanitizer presets, where the
+// preload tests cannot): a partial munmap splits a region, a discard reads zeros, and a
+// forked child continues on its own engine, reading evicted data through its parent.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "os/raw_syscalls.h"
+#include "testing/engine_fixture.h"
+#include "testing/patterns.h"
+#include "tier/fork_proxy.h"
+
+namespace emp::testing {
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr size_t kMiB = 1 << 20;
+
+// Evicts (nearly) everything by touching `bytes` of other managed memory.
+void push_out(core::Engine& engine, size_t bytes) {
+  auto other = engine.map(bytes);
+  ASSERT_TRUE(other);
+  for (size_t i = 0; i < bytes; i += kPage) static_cast<char*>(*other)[i] = 1;
+  ASSERT_TRUE(engine.release(*other));
+}
+
+size_t word_of(size_t byte) { return byte / 8; }
+
+TEST(EngineRanges, PartialUnmapSplitsARegionAndKeepsTheRest) {
+  TempFiles files;
+  EngineSetup setup;
+  setup.tier = TierKind::kFile;
+  setup.budget = 2 * kMiB;
+  EMP_MAKE_ENGINE_OR_SKIP(engine, setup, &files.files);
+  const size_t bytes = 8 * kMiB;
+  void* raw = os::raw_mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(raw, MAP_FAILED);
+  ASSERT_TRUE(engine->adopt(raw, bytes));
+  auto* words = static_cast<uint64_t*>(raw);
+  fill_words(words, 0, bytes / 8, 1);
+  push_out(*engine, 4 * kMiB);
+  struct Cut {
+    size_t offset, length;
+  };
+  // Pages inside one block, whole blocks, the head and the tail.
+  const Cut cuts[] = {{bytes / 2 + 5 * kPage, 3 * kPage}, {bytes / 4, kMiB}, {0, 2 * kPage}, {bytes - kPage, kPage}};
+  for (const Cut& cut : cuts) {
+    char* at = static_cast<char*>(raw) + cut.offset;
+    ASSERT_TRUE(engine->forget_range(at, cut.length));
+    ASSERT_EQ(os::raw_munmap(at, cut.length), 0);
+  }
+  auto kept = [&](size_t byte) {
+    for (const Cut& cut : cuts)
+      if (byte >= cut.offset && byte < cut.offset + cut.length) return false;
+    return true;
+  };
+  for (int round = 0; round < 2; ++round) {
+    for (size_t page = 0; page < bytes; page += kPage) {
+      if (!kept(page)) continue;
+      ASSERT_EQ(check_words(words, word_of(page), kPage / 8, 1), SIZE_MAX) << "page at " << page << ", round " << round;
+    }
+    push_out(*engine, 4 * kMiB);
+  }
+  EXPECT_LE(engine->resident(), engine->budget() + engine->slack());
+  // What is left goes too; the pool's reservations come back.
+  for (size_t page = 0; page < bytes; page += kPage)
+    if (kept(page)) {
+      ASSERT_TRUE(engine->forget_range(static_cast<char*>(raw) + page, kPage));
+      os::raw_munmap(static_cast<char*>(raw) + page, kPage);
+    }
+  EXPECT_EQ(engine->stats().regions, 0u);
+  EXPECT_EQ(engine->pool().reserved(), 0u);
+}
+
+TEST(EngineRanges, DiscardReadsZerosAndLeavesTheRest) {
+  TempFiles files;
+  EngineSetup setup;
+  setup.tier = TierKind::kFile;
+  setup.budget = 2 * kMiB;
+  EMP_MAKE_ENGINE_OR_SKIP(engine, setup, &files.files);
+  const size_t bytes = 8 * kMiB;
+  auto memory = engine->map(bytes);
+  ASSERT_TRUE(memory);
+  auto* words = static_cast<uint64_t*>(*memory);
+  char* base = static_cast<char*>(*memory);
+  fill_words(words, 0, bytes / 8, 2);
+  push_out(*engine, 4 * kMiB);
+  const size_t whole = 2 * kMiB, part = 5 * kMiB + 3 * kPage;
+  ASSERT_TRUE(engine->discard_range(base + whole, kMiB));
+  ASSERT_TRUE(engine->discard_range(base + part, 2 * kPage));
+  for (int round = 0; round < 2; ++round) {
+    for (size_t byte = whole; byte < whole + kMiB; ++byte) ASSERT_EQ(base[byte], 0) << byte;
+    for (size_t byte = part; byte < part + 2 * kPage; ++byte) ASSERT_EQ(base[byte], 0) << byte;
+    EXPECT_EQ(check_words(words, 0, word_of(whole), 2), SIZE_MAX);
+    EXPECT_EQ(check_words(words, word_of(whole + kMiB), word_of(part - whole - kMiB), 2), SIZE_MAX);
+    EXPECT_EQ(check_words(words, word_of(part + 2 * kPage), word_of(bytes - part - 2 * kPage), 2), SIZE_MAX);
+    push_out(*engine, 4 * kMiB);
+  }
+  ASSERT_TRUE(engine->release(*memory));
+}
+
+#if !defined(__SANITIZE_THREAD__)  // ThreadSanitizer does not follow fork() of a threaded process
+TEST(EngineRanges, ForkedChildReadsEvictedDataThroughItsParentAndEvictsItsOwn) {
+  TempFiles files;
+  EngineSetup setup;
+  setup.tier = TierKind::kFile;
+  setup.budget = 2 * kMiB;
+  EMP_MAKE_ENGINE_OR_SKIP(engine, setup, &files.files);
+  const size_t bytes = 8 * kMiB;
+  auto memory = engine->map(bytes);
+  ASSERT_TRUE(memory);
+  auto* words = static_cast<uint64_t*>(*memory);
+  fill_words(words, 0, bytes / 8, 3);
+  push_out(*engine, 4 * kMiB);  // most of it is in the second tier now
+
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  uint64_t child_id = engine->pool().begin_child();
+  engine->hold_for_fork();
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(fds[0]);
+    int code = 0;
+    try {
+      auto pool = tier::make_child_pool(engine->pool(), UniqueFd(fds[1]));
+      std::unique_ptr<core::Engine> own = engine->continue_in_child(std::move(pool));
+      if (check_words(words, 0, bytes / 8, 3) != SIZE_MAX) code = 2;          // the parent's data
+      fill_words(words, 0, bytes / 8, 4);                                      // its own copy
+      push_out(*own, 4 * kMiB);
+      if (check_words(words, 0, bytes / 8, 4) != SIZE_MAX) code = 3;          // read back its own evictions
+      if (own->resident() > own->budget() + own->slack()) code = 4;
+      (void)own.release();  // the process ends here; nothing to tear down
+    } catch (...) {
+      code = 5;
+    }
+    ::_exit(code);
+  }
+  ASSERT_GT(child, 0);
+  engine->release_after_fork_in_parent();
+  ::close(fds[1]);
+  tier::start_fork_proxy(engine->pool(), UniqueFd(fds[0]), child_id);
+  // The parent keeps going meanwhile: it rewrites (and evicts) its own copy.
+  fill_words(words, 0, bytes / 8, 5);
+  push_out(*engine, 4 * kMiB);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died with signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: wrong pre-fork data, 3: lost its own writes, 4: over budget, 5: no engine";
+  EXPECT_EQ(check_words(words, 0, bytes / 8, 5), SIZE_MAX) << "the parent's copy changed";
+  ASSERT_TRUE(engine->release(*memory));
+}
+#endif
+
+}  // namespace
+}  // namespace emp::testing
