@@ -80,6 +80,14 @@ std::vector<OptionInfo> build_table() {
                    [](Options& o, std::string_view v) {
                      if (!log::parse_level(v, &o.log_level)) bad("EMP_LOG_LEVEL", v, "expected error, warn, info or debug");
                    }});
+  table.push_back({"EMP_GUEST_RAM", "guest-ram", "0",
+                   "set by emp-qemu: manage only the one anonymous mapping of this size (the VM's guest RAM); "
+                   "0 manages the heap and every anonymous mapping",
+                   [](Options& o, std::string_view v) {
+                     auto bytes = parse_size(v);
+                     if (!bytes || *bytes % 4096) bad("EMP_GUEST_RAM", v, "expected a size in bytes (K/M/G suffixes), a multiple of 4 KiB");
+                     o.guest_ram_bytes = *bytes;
+                   }});
   table.push_back({"EMP_STATS", "stats", "0", "1 prints a statistics summary at exit",
                    [](Options& o, std::string_view v) { o.print_stats = parse_bool("EMP_STATS", v); }});
   return table;

@@ -38,6 +38,7 @@ struct Options {
   std::string auth_key_file;
   log::Level log_level = log::Level::kWarn;
   bool print_stats = false;
+  uint64_t guest_ram_bytes = 0;  // emp-qemu: only the guest-RAM mapping is managed
   std::optional<MemPath> mem_path;
 
   // Checks cross-field rules (subblock <= block, ...); throws OptionError.

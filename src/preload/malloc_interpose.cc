@@ -36,12 +36,13 @@ constexpr size_t kPage = 4096;
 HeapArena* application_arena() noexcept {
   if (is_internal()) return nullptr;
   Runtime* rt = runtime();
-  return rt ? &rt->arena() : nullptr;
+  return rt ? rt->arena() : nullptr;
 }
 
 HeapArena* arena_of(const void* p) noexcept {
   Runtime* rt = runtime();
-  return rt && p && rt->arena().contains(p) ? &rt->arena() : nullptr;
+  HeapArena* arena = rt ? rt->arena() : nullptr;
+  return arena && p && arena->contains(p) ? arena : nullptr;
 }
 
 size_t glibc_usable_size(void* p) noexcept {

@@ -53,7 +53,7 @@ void* fail(int error) noexcept {
 // mimalloc asks for memory: a range of the heap arena (or, for MAP_FIXED over its own
 // memory, a discard: the range reads zeros, as a fresh mapping would).
 void* arena_mmap(Runtime& rt, void* addr, size_t length, int flags) noexcept {
-  HeapArena& arena = rt.arena();
+  HeapArena& arena = *rt.arena();
   length = page_round(length);
   if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
     if (!arena.contains(addr, length)) return fail(ENOMEM);
@@ -76,7 +76,11 @@ void arena_munmap(Runtime& rt, void* addr, size_t length) noexcept {
   } else {
     os::raw_madvise(addr, length, MADV_DONTNEED);
   }
-  rt.arena().free(addr, length);
+  rt.arena()->free(addr, length);
+}
+
+bool in_arena(Runtime& rt, const void* addr, size_t length) noexcept {
+  return rt.arena() && rt.arena()->contains(addr, length);
 }
 
 void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, int fd, off_t offset) noexcept {
@@ -84,10 +88,15 @@ void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, 
   core::Engine& engine = rt.engine();
   bool replacing = (flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE);
   if (replacing && engine.overlaps(addr, length)) {
-    if (rt.arena().contains(addr, page_round(length))) return fail(EINVAL);  // the heap's own space
+    if (in_arena(rt, addr, page_round(length))) return fail(EINVAL);  // the heap's own space
     (void)engine.forget_range(addr, page_round(length));
   }
   if (!is_anonymous_private(flags, fd)) return os::raw_mmap(addr, length, prot, flags, fd, offset);
+  // emp-qemu: only QEMU's activation of the guest RAM (a read-write MAP_FIXED mapping of
+  // exactly the announced size) is managed; the TCG buffer, ROMs and the rest are not.
+  if (rt.guest_ram_bytes() && !((flags & MAP_FIXED) && page_round(length) == rt.guest_ram_bytes() &&
+                                prot == (PROT_READ | PROT_WRITE)))
+    return os::raw_mmap(addr, length, prot, flags, fd, offset);
   void* p = os::raw_mmap(addr, length, prot, flags & ~MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) return p;
   Status status = engine.adopt(p, page_round(length));
@@ -103,7 +112,7 @@ void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, 
 
 int managed_munmap(Runtime& rt, void* addr, size_t length) noexcept {
   InternalScope scope;
-  if (rt.arena().contains(addr, page_round(length))) {
+  if (in_arena(rt, addr, page_round(length))) {
     arena_munmap(rt, addr, length);
     return 0;
   }
@@ -119,7 +128,7 @@ void* managed_mremap(Runtime& rt, void* old_address, size_t old_size, size_t new
   core::Engine& engine = rt.engine();
   old_size = page_round(old_size);
   new_size = page_round(new_size);
-  if (new_size == 0 || (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) || rt.arena().contains(old_address, 1))
+  if (new_size == 0 || (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) || in_arena(rt, old_address, 1))
     return fail(EINVAL);  // MREMAP_DONTUNMAP and the heap arena are not supported
   char* old_bytes = static_cast<char*>(old_address);
   if (!(flags & MREMAP_FIXED)) {
@@ -179,7 +188,7 @@ extern "C" {
 void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset) {
   if (length == 0) return fail(EINVAL);
   Runtime* rt = runtime();
-  if (rt && in_allocator() && (flags & MAP_ANONYMOUS)) return arena_mmap(*rt, addr, length, flags);
+  if (rt && rt->arena() && in_allocator() && (flags & MAP_ANONYMOUS)) return arena_mmap(*rt, addr, length, flags);
   if (Runtime* managing = managing_runtime()) return managed_mmap(*managing, addr, length, prot, flags, fd, offset);
   return emp::os::raw_mmap(addr, length, prot, flags, fd, offset);
 }
@@ -190,7 +199,7 @@ void* mmap64(void* addr, size_t length, int prot, int flags, int fd, off_t offse
 
 int munmap(void* addr, size_t length) {
   Runtime* rt = runtime();
-  if (rt && rt->arena().contains(addr, page_round(length))) {
+  if (rt && in_arena(*rt, addr, page_round(length))) {
     arena_munmap(*rt, addr, length);
     return 0;
   }

@@ -90,6 +90,28 @@ tier::Pool::RemoteFactory load_remote_factory(const Options& options, const MemP
   return *factory;
 }
 
+// Removes EMP from the environment this process's children will inherit (guest-RAM
+// mode: QEMU's helpers are not VMs). LD_PRELOAD keeps any other library.
+void scrub_environment() {
+  for (const char* name : {"EMP_MEM_PATH", "EMP_PMEM_PATH", "EMP_GUEST_RAM"}) ::unsetenv(name);
+  const char* preload = ::getenv("LD_PRELOAD");
+  if (!preload) return;
+  std::string kept;
+  std::string list = preload;
+  for (size_t start = 0; start <= list.size();) {
+    size_t end = list.find_first_of(": ", start);
+    if (end == std::string::npos) end = list.size();
+    std::string entry = list.substr(start, end - start);
+    if (!entry.empty() && entry.find("libemp") == std::string::npos) kept += (kept.empty() ? "" : ":") + entry;
+    start = end + 1;
+  }
+  if (kept.empty()) {
+    ::unsetenv("LD_PRELOAD");
+  } else {
+    ::setenv("LD_PRELOAD", kept.c_str(), 1);
+  }
+}
+
 std::string one_line(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   for (size_t i = 0; (i = text.find('\n', i)) != std::string::npos;) text.replace(i, 1, "; ");
@@ -124,27 +146,37 @@ Runtime* Runtime::start(char** envp) {
                                     : *mem_path.dram_bytes;
     rt->engine_ = core::Engine::create(std::move(config));
 
-    // The heap arena: the whole pool's worth of address space (plus the static DRAM).
-    uint64_t arena_bytes = pool_capacity + (dram_auto ? 0 : *mem_path.dram_bytes);
-    arena_bytes = (arena_bytes + kArenaAlignment - 1) & ~(kArenaAlignment - 1);
-    void* reserved = os::raw_mmap(nullptr, arena_bytes + kArenaAlignment, PROT_READ | PROT_WRITE,
-                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (reserved == MAP_FAILED)
-      throw std::system_error(errno, std::generic_category(), "reserving " + format_size(arena_bytes) + " of address space for the heap");
-    uintptr_t raw = reinterpret_cast<uintptr_t>(reserved);
-    uintptr_t base = (raw + kArenaAlignment - 1) & ~(kArenaAlignment - 1);
-    if (base > raw) os::raw_munmap(reserved, base - raw);
-    os::raw_munmap(reinterpret_cast<void*>(base + arena_bytes), raw + kArenaAlignment - base);
-    throw_if_error(rt->engine_->adopt(reinterpret_cast<void*>(base), arena_bytes, /*reserve_pool=*/false));
-    rt->arena_ = std::make_unique<HeapArena>(base, arena_bytes);
+    rt->guest_ram_bytes_ = options.guest_ram_bytes;
+    if (!rt->guest_ram_bytes_) {
+      // The heap arena: the whole pool's worth of address space (plus the static DRAM).
+      uint64_t arena_bytes = pool_capacity + (dram_auto ? 0 : *mem_path.dram_bytes);
+      arena_bytes = (arena_bytes + kArenaAlignment - 1) & ~(kArenaAlignment - 1);
+      void* reserved = os::raw_mmap(nullptr, arena_bytes + kArenaAlignment, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (reserved == MAP_FAILED)
+        throw std::system_error(errno, std::generic_category(),
+                                "reserving " + format_size(arena_bytes) + " of address space for the heap");
+      uintptr_t raw = reinterpret_cast<uintptr_t>(reserved);
+      uintptr_t base = (raw + kArenaAlignment - 1) & ~(kArenaAlignment - 1);
+      if (base > raw) os::raw_munmap(reserved, base - raw);
+      os::raw_munmap(reinterpret_cast<void*>(base + arena_bytes), raw + kArenaAlignment - base);
+      throw_if_error(rt->engine_->adopt(reinterpret_cast<void*>(base), arena_bytes, /*reserve_pool=*/false));
+      rt->arena_ = std::make_unique<HeapArena>(base, arena_bytes);
+      EMP_INFO("preload", "heap arena %s at %#lx; DRAM %s%s", format_size(arena_bytes).c_str(), base,
+               format_size(rt->engine_->budget()).c_str(), dram_auto ? " (auto)" : "");
+    } else {
+      // emp-qemu: only the guest RAM is managed, and QEMU's own children run without EMP.
+      scrub_environment();
+      EMP_INFO("preload", "guest-RAM mode: managing the %s guest RAM mapping; DRAM %s%s",
+               format_size(rt->guest_ram_bytes_).c_str(), format_size(rt->engine_->budget()).c_str(),
+               dram_auto ? " (auto)" : "");
+    }
 
     rt->mem_path_ = path;
     rt->start_control(path, dram_auto);
 
     if (int error = pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child))
       throw std::system_error(error, std::generic_category(), "pthread_atfork");
-    EMP_INFO("preload", "heap arena %s at %#lx; DRAM %s%s", format_size(arena_bytes).c_str(), base,
-             format_size(rt->engine_->budget()).c_str(), dram_auto ? " (auto)" : "");
     g_runtime.store(rt, std::memory_order_release);
     return rt;
   } catch (const std::exception& e) {
@@ -208,14 +240,14 @@ void Runtime::before_fork() noexcept {
   rt->fork_child_end_ = UniqueFd(fds[1]);
   rt->fork_child_id_ = rt->engine_->pool().begin_child();
   rt->engine_->hold_for_fork();
-  rt->arena_->lock();
+  if (rt->arena_) rt->arena_->lock();
 }
 
 void Runtime::after_fork_in_parent() noexcept {
   Runtime* rt = runtime();
   if (!rt || !rt->active()) return;
   InternalScope scope;
-  rt->arena_->unlock();
+  if (rt->arena_) rt->arena_->unlock();
   rt->engine_->release_after_fork_in_parent();
   rt->fork_child_end_.reset();  // if fork() failed, the proxy sees end-of-file and cleans up
   try {
@@ -233,7 +265,7 @@ void Runtime::after_fork_in_child() noexcept {
   Runtime* rt = runtime();
   if (!rt || !rt->active()) return;
   InternalScope scope;
-  rt->arena_->unlock();
+  if (rt->arena_) rt->arena_->unlock();
   rt->wipe_mutex_.unlock();
   rt->fork_parent_end_.reset();
   // None of the parent's EMP threads exists here: start a new engine on the same regions,

@@ -35,7 +35,10 @@ class Runtime {
   Mode mode() const noexcept { return mode_.load(std::memory_order_acquire); }
   bool active() const noexcept { return mode() == Mode::kActive; }
   core::Engine& engine() noexcept { return *engine_; }
-  HeapArena& arena() noexcept { return *arena_; }
+  // The heap arena; nullptr in guest-RAM mode (emp-qemu), where the heap stays with glibc.
+  HeapArena* arena() noexcept { return arena_.get(); }
+  // emp-qemu: the size of the one mapping to manage (0: the heap and every anonymous mapping).
+  uint64_t guest_ram_bytes() const noexcept { return guest_ram_bytes_; }
 
   // MADV_WIPEONFORK / MADV_KEEPONFORK bookkeeping (a child reads zeros there).
   void note_wipe_on_fork(uintptr_t start, size_t length, bool wipe) noexcept;
@@ -58,6 +61,7 @@ class Runtime {
   std::unique_ptr<control::DramAutoController> dram_auto_;  // dram:auto only
   std::unique_ptr<control::ControlServer> control_;          // `emp` commands
   std::string mem_path_;
+  uint64_t guest_ram_bytes_ = 0;
   // fork(): the socketpair and pool id of the child being forked (under the fork handlers).
   UniqueFd fork_parent_end_, fork_child_end_;
   uint64_t fork_child_id_ = 0;
