@@ -11,7 +11,7 @@ export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 se
 export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps configure build test test-unit test-integration test-heavy test-asan test-tsan demo bench clean format test-rdma
+.PHONY: all deps configure build test test-unit test-integration test-heavy test-vm test-asan test-tsan demo bench clean format test-rdma
 
 all: build
 
@@ -36,6 +36,10 @@ test-integration: build
 # Heavier runs kept out of `make test`: redis with 1 GiB of values under libemp.so.
 test-heavy: build
 	@cd $(BUILD_DIR) && EMP_HEAVY_TESTS=1 ctest --output-on-failure -R Heavy --timeout 3600
+
+# A real QEMU (TCG) guest on EMP-managed RAM (scripts/vm/run.sh; a few minutes).
+test-vm: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -L vm
 
 test-asan:
 	@$(MAKE) --no-print-directory test PRESET=asan-ubsan

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   size_t mib = argc > 1 ? strtoul(argv[1], 0, 10) : 256;
   int corrupt = argc > 2 && strcmp(argv[2], "corrupt") == 0;
   size_t words = mib * (1u << 20) / 8;
-  uint64_t* p = malloc(words * 8);
+  uint64_t* p = calloc(words, 8);
   if (!p) { printf("EMP-GUEST-MEMTEST FAIL cannot allocate %zu MiB\n", mib); return 1; }
   for (size_t i = 0; i < words; ++i) p[i] = mix(i ^ 0x1111);
   if (corrupt) p[words / 3] ^= 1;  /* what a lost write would look like */

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Boots a real guest under emp-qemu (TCG) with its RAM on EMP: 1 GiB of guest RAM,
+# 256 MiB of local DRAM, a loopback vmd as the second tier. The guest (Debian's kernel
+# and a busybox initramfs) runs a static memory test over 768 MiB and prints its own
+# marker on the serial console; QEMU exits 0 even after a guest panic, so only that
+# marker counts. Cases: 1 vCPU, 2 vCPUs, and a negative control that corrupts a word
+# inside the guest and must report FAIL. While each runs, `emp stats` samples the QEMU
+# process: its EMP-resident memory must stay within the budget plus slack.
+#
+#   scripts/vm/run.sh [BUILD_DIR]        (make test-vm; ctest -L vm)
+# Exit codes: 0 pass, 1 fail, 77 cannot run here (the reason is printed).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD_DIR=$(realpath "${1:-$ROOT/build/release}")
+CACHE=${EMP_VM_CACHE:-$BUILD_DIR/guest}
+skip() { echo "test-vm: SKIPPED: $*" >&2; exit 77; }
+fail() { echo "test-vm: FAIL: $*" >&2; exit 1; }
+
+EMP_QEMU=$BUILD_DIR/src/qemu/emp-qemu
+EMP=$BUILD_DIR/src/cli/emp
+VMD=$BUILD_DIR/src/vmd/vmd
+MEMTEST=$BUILD_DIR/tests/vm/emp-guest-memtest
+for f in "$EMP_QEMU" "$EMP" "$VMD" "$MEMTEST"; do [[ -x $f ]] || skip "build first: $f is missing"; done
+missing=()
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+[[ -x /bin/busybox && $(file -b /bin/busybox 2>/dev/null || echo static) == *static* ]] || missing+=(busybox-static)
+command -v cpio >/dev/null || missing+=(cpio)
+if ((${#missing[@]})); then
+  [[ $(id -u) == 0 ]] || skip "missing packages: ${missing[*]} (run as root to install them)"
+  echo "test-vm: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null || skip "apt-get install ${missing[*]} failed"
+fi
+KERNEL=$("$ROOT/scripts/guest-kernel.sh" "$CACHE") || skip "no guest kernel"
+
+# The initramfs: busybox and the memory test; /init reads its parameters from the kernel
+# command line and powers the guest off.
+WORK=$(mktemp -d /tmp/emp-vm.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/initramfs"/{bin,proc,sys,dev}
+cp /bin/busybox "$MEMTEST" "$WORK/initramfs/bin/"
+cat > "$WORK/initramfs/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+MIB=$(/bin/busybox sed -n 's/.*emp_memtest=\([0-9]*\).*/\1/p' /proc/cmdline)
+MODE=$(/bin/busybox sed -n 's/.*emp_mode=\([a-z]*\).*/\1/p' /proc/cmdline)
+echo "guest: $(/bin/busybox grep MemTotal /proc/meminfo), testing ${MIB} MiB ${MODE}"
+/bin/emp-guest-memtest "$MIB" $MODE
+/bin/busybox poweroff -f
+INIT
+chmod +x "$WORK/initramfs/init"
+(cd "$WORK/initramfs" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$WORK/initrd.gz")
+
+# The donor.
+"$VMD" -m 1536 -p 0 -d tcp --bind 127.0.0.1 --grace 1 > "$WORK/vmd.log" 2>&1 &
+for _ in $(seq 100); do grep -q "on port" "$WORK/vmd.log" && break; sleep 0.2; done
+PORT=$(sed -n 's/.*on port \([0-9]*\).*/\1/p' "$WORK/vmd.log" | head -1)
+[[ -n $PORT ]] || fail "vmd did not start: $(cat "$WORK/vmd.log")"
+
+run_case() {  # name smp mode expected-marker
+  local name=$1 smp=$2 mode=$3 expect=$4 serial=$WORK/$1.serial
+  echo "test-vm: $name: -m 1G, dram:256, -smp $smp, memtest 768 MiB ${mode}"
+  local start=$SECONDS
+  "$EMP_QEMU" -m 1G -accel tcg -smp "$smp" -kernel "$KERNEL" -initrd "$WORK/initrd.gz" \
+    -append "console=ttyS0 quiet emp_memtest=768 emp_mode=$mode" -nographic -no-reboot \
+    -serial "file:$serial" -monitor none -display none \
+    --mem-path "dram:256|127.0.0.1:1024:$PORT" > "$WORK/$name.qemu.log" 2>&1 &
+  local launcher=$! pid="" max_resident=0 budget=0 slack=0 fetched=""
+  while kill -0 "$launcher" 2>/dev/null; do
+    [[ -z $pid ]] && pid=$(pgrep -P "$launcher" -f qemu-system 2>/dev/null || pgrep -f "qemu-system.*$serial" | head -1 || true)
+    if [[ -n $pid ]]; then
+      json=$("$EMP" stats "$pid" --json 2>/dev/null || true)
+      r=$(sed -n 's/.*"resident_bytes":\([0-9]*\).*/\1/p' <<< "$json" | head -1)
+      b=$(sed -n 's/.*"budget_bytes":\([0-9]*\).*/\1/p' <<< "$json" | head -1)
+      s=$(sed -n 's/.*"slack_bytes":\([0-9]*\).*/\1/p' <<< "$json" | head -1)
+      [[ -n $r ]] && ((r > max_resident)) && max_resident=$r
+      [[ -n $b ]] && budget=$b
+      [[ -n $s ]] && slack=$s
+      fetched=$(sed -n 's/.*"faults_fetch":\([0-9]*\).*/\1/p' <<< "$json" | head -1)
+      [[ $name == one-vcpu && -n $fetched ]] && ((fetched > 20000)) && "$EMP" stats "$pid" > "$WORK/stats.txt" 2>&1 || true
+    fi
+    sleep 2
+    ((SECONDS - start < ${EMP_VM_TIMEOUT:-900})) || { kill "$launcher"; fail "$name: timed out"; }
+  done
+  wait "$launcher" || true
+  [[ -e $serial ]] || fail "$name: QEMU did not start: $(tail -c 2000 "$WORK/$name.qemu.log")"
+  grep -a "EMP-GUEST-MEMTEST" "$serial" || true
+  grep -aq "EMP-GUEST-MEMTEST $expect" "$serial" || fail "$name: no 'EMP-GUEST-MEMTEST $expect' marker (serial log: $(tail -c 2000 "$serial"))"
+  ((budget == 0 || max_resident <= budget + slack)) ||
+    fail "$name: EMP-resident memory peaked at $max_resident bytes, over the budget $budget + slack $slack"
+  echo "test-vm: $name: passed in $((SECONDS - start)) s; EMP-resident peak $((max_resident >> 20)) MiB of a $((budget >> 20)) MiB budget"
+  sleep 3  # vmd frees the lease after its grace period
+}
+
+run_case one-vcpu 1 none OK
+[[ -e $WORK/stats.txt ]] && cat "$WORK/stats.txt"
+run_case two-vcpus 2 none OK
+run_case negative-control 1 corrupt FAIL
+echo "test-vm: PASS"
