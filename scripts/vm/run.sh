@@ -3,8 +3,8 @@
 # 256 MiB of local DRAM, a loopback vmd as the second tier. The guest (Debian's kernel
 # and a busybox initramfs) runs a static memory test over 768 MiB and prints its own
 # marker on the serial console; QEMU exits 0 even after a guest panic, so only that
-# marker counts. Cases: 1 vCPU, 2 vCPUs, and a negative control that corrupts a word
-# inside the guest and must report FAIL. While each runs, `emp stats` samples the QEMU
+# marker counts. Cases: 1 vCPU, 2 vCPUs, QEMU's seccomp sandbox with a memory-backend-ram
+# backend, and a negative control that corrupts a word inside the guest and must report FAIL. While each runs, `emp stats` samples the QEMU
 # process: its EMP-resident memory must stay within the budget plus slack.
 #
 #   scripts/vm/run.sh [BUILD_DIR]        (make test-vm; ctest -L vm)
@@ -56,11 +56,12 @@ for _ in $(seq 100); do grep -q "on port" "$WORK/vmd.log" && break; sleep 0.2; d
 PORT=$(sed -n 's/.*on port \([0-9]*\).*/\1/p' "$WORK/vmd.log" | head -1)
 [[ -n $PORT ]] || fail "vmd did not start: $(cat "$WORK/vmd.log")"
 
-run_case() {  # name smp mode expected-marker
+run_case() {  # name smp mode expected-marker [more QEMU arguments]
   local name=$1 smp=$2 mode=$3 expect=$4 serial=$WORK/$1.serial
-  echo "test-vm: $name: -m 1G, dram:256, -smp $smp, memtest 768 MiB ${mode}"
+  shift 4
+  echo "test-vm: $name: -m 1G, dram:256, -smp $smp, memtest 768 MiB ${mode} $*"
   local start=$SECONDS
-  "$EMP_QEMU" -m 1G -accel tcg -smp "$smp" -kernel "$KERNEL" -initrd "$WORK/initrd.gz" \
+  "$EMP_QEMU" -m 1G -accel tcg -smp "$smp" "$@" -kernel "$KERNEL" -initrd "$WORK/initrd.gz" \
     -append "console=ttyS0 quiet emp_memtest=768 emp_mode=$mode" -nographic -no-reboot \
     -serial "file:$serial" -monitor none -display none \
     --mem-path "dram:256|127.0.0.1:1024:$PORT" > "$WORK/$name.qemu.log" 2>&1 &
@@ -94,5 +95,6 @@ run_case() {  # name smp mode expected-marker
 run_case one-vcpu 1 none OK
 [[ -e $WORK/stats.txt ]] && cat "$WORK/stats.txt"
 run_case two-vcpus 2 none OK
+run_case sandbox-and-ram-backend 1 none OK -sandbox on -object memory-backend-ram,id=ram0,size=1G -machine memory-backend=ram0
 run_case negative-control 1 corrupt FAIL
 echo "test-vm: PASS"
