@@ -4,10 +4,13 @@
 # and a busybox initramfs) runs a static memory test over 768 MiB and prints its own
 # marker on the serial console; QEMU exits 0 even after a guest panic, so only that
 # marker counts. Cases: 1 vCPU, 2 vCPUs, QEMU's seccomp sandbox with a memory-backend-ram
-# backend, and a negative control that corrupts a word inside the guest and must report FAIL. While each runs, `emp stats` samples the QEMU
+# backend, a virtio-balloon inflated by 256 MiB and deflated again (QMP) while the test
+# runs over 512 MiB, and a negative control that corrupts a word inside the guest and
+# must report FAIL. While each runs, `emp stats` samples the QEMU
 # process: its EMP-resident memory must stay within the budget plus slack.
 #
 #   scripts/vm/run.sh [BUILD_DIR]        (make test-vm; ctest -L vm)
+#   EMP_VM_CASES="one-vcpu balloon" scripts/vm/run.sh     only those cases
 # Exit codes: 0 pass, 1 fail, 77 cannot run here (the reason is printed).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -35,14 +38,25 @@ KERNEL=$("$ROOT/scripts/guest-kernel.sh" "$CACHE") || skip "no guest kernel"
 # The initramfs: busybox and the memory test; /init reads its parameters from the kernel
 # command line and powers the guest off.
 WORK=$(mktemp -d /tmp/emp-vm.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/initramfs"/{bin,proc,sys,dev}
+trap 'kill $(jobs -p) 2>/dev/null || true; [[ -n ${EMP_VM_KEEP:-} ]] || rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/initramfs"/{bin,proc,sys,dev,modules}
 cp /bin/busybox "$MEMTEST" "$WORK/initramfs/bin/"
+# virtio-balloon and what it needs (Debian builds them as modules), in load order.
+MODDIR=$(dirname "$(dirname "$KERNEL")")/lib/modules/$(basename "$KERNEL" | sed 's/^vmlinuz-//')
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_balloon; do
+  f=$(find "$MODDIR" -name "$m.ko" | head -1)
+  [[ -n $f ]] && cp "$f" "$WORK/initramfs/modules/"
+done
 cat > "$WORK/initramfs/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 MIB=$(/bin/busybox sed -n 's/.*emp_memtest=\([0-9]*\).*/\1/p' /proc/cmdline)
 MODE=$(/bin/busybox sed -n 's/.*emp_mode=\([a-z]*\).*/\1/p' /proc/cmdline)
+if /bin/busybox grep -q emp_balloon /proc/cmdline; then
+  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_balloon; do
+    [ -e /modules/$m.ko ] && /bin/busybox insmod /modules/$m.ko
+  done
+fi
 echo "guest: $(/bin/busybox grep MemTotal /proc/meminfo), testing ${MIB} MiB ${MODE}"
 /bin/emp-guest-memtest "$MIB" $MODE
 /bin/busybox poweroff -f
@@ -56,16 +70,43 @@ for _ in $(seq 100); do grep -q "on port" "$WORK/vmd.log" && break; sleep 0.2; d
 PORT=$(sed -n 's/.*on port \([0-9]*\).*/\1/p' "$WORK/vmd.log" | head -1)
 [[ -n $PORT ]] || fail "vmd did not start: $(cat "$WORK/vmd.log")"
 
+qmp() {  # qmp balloon BYTES: sets the balloon target on the current case's QMP socket and
+          # waits (up to 20 s) until the guest has reached it; prints the actual size.
+  python3 - "$QMP" "$2" <<'PY'
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+f.readline()
+def call(cmd):
+    f.write(json.dumps(cmd) + "\n"); f.flush()
+    while True:
+        reply = json.loads(f.readline())
+        if "error" in reply: sys.exit("QMP: " + str(reply["error"]))
+        if "return" in reply: return reply["return"]
+call({"execute": "qmp_capabilities"})
+target = int(sys.argv[2])
+call({"execute": "balloon", "arguments": {"value": target}})
+deadline = time.time() + 20
+while True:
+    actual = call({"execute": "query-balloon"})["actual"]
+    if abs(actual - target) < (8 << 20) or time.time() > deadline: break
+    time.sleep(0.5)
+print("guest RAM per the balloon: %d MiB" % (actual >> 20))
+if abs(actual - target) >= (8 << 20): sys.exit("the balloon did not reach %d MiB" % (target >> 20))
+PY
+}
+
 run_case() {  # name smp mode expected-marker [more QEMU arguments]
   local name=$1 smp=$2 mode=$3 expect=$4 serial=$WORK/$1.serial
   shift 4
-  echo "test-vm: $name: -m 1G, dram:256, -smp $smp, memtest 768 MiB ${mode} $*"
+  # EMP_VM_CASES="balloon ..." runs only those cases.
+  [[ -z ${EMP_VM_CASES:-} || " $EMP_VM_CASES " == *" $name "* ]] || return 0
+  echo "test-vm: $name: -m 1G, dram:256, -smp $smp, memtest ${MEMTEST_MIB:-768} MiB ${mode} $*"
   local start=$SECONDS
   "$EMP_QEMU" -m 1G -accel tcg -smp "$smp" "$@" -kernel "$KERNEL" -initrd "$WORK/initrd.gz" \
-    -append "console=ttyS0 quiet emp_memtest=768 emp_mode=$mode" -nographic -no-reboot \
+    -append "console=ttyS0 quiet emp_memtest=${MEMTEST_MIB:-768} emp_mode=$mode ${GUEST_FLAGS:-}" -nographic -no-reboot \
     -serial "file:$serial" -monitor none -display none \
     --mem-path "dram:256|127.0.0.1:1024:$PORT" > "$WORK/$name.qemu.log" 2>&1 &
-  local launcher=$! pid="" max_resident=0 budget=0 slack=0 fetched=""
+  local launcher=$! pid="" max_resident=0 budget=0 slack=0 fetched="" ballooned=0
   while kill -0 "$launcher" 2>/dev/null; do
     [[ -z $pid ]] && pid=$(pgrep -P "$launcher" -f qemu-system 2>/dev/null || pgrep -f "qemu-system.*$serial" | head -1 || true)
     if [[ -n $pid ]]; then
@@ -78,6 +119,14 @@ run_case() {  # name smp mode expected-marker [more QEMU arguments]
       [[ -n $s ]] && slack=$s
       fetched=$(sed -n 's/.*"faults_fetch":\([0-9]*\).*/\1/p' <<< "$json" | head -1)
       [[ $name == one-vcpu && -n $fetched ]] && ((fetched > 20000)) && "$EMP" stats "$pid" > "$WORK/stats.txt" 2>&1 || true
+    fi
+    # Balloon case: once the test runs, inflate by 256 MiB, then give it back.
+    if [[ -n ${QMP:-} && $ballooned == 0 ]] && grep -aq "testing" "$serial" 2>/dev/null; then
+      sleep 3
+      qmp balloon 805306368 || fail "$name: inflating the balloon"
+      sleep 8
+      qmp balloon 1073741824 || fail "$name: deflating the balloon"
+      ballooned=1
     fi
     sleep 2
     ((SECONDS - start < ${EMP_VM_TIMEOUT:-900})) || { kill "$launcher"; fail "$name: timed out"; }
@@ -96,5 +145,7 @@ run_case one-vcpu 1 none OK
 [[ -e $WORK/stats.txt ]] && cat "$WORK/stats.txt"
 run_case two-vcpus 2 none OK
 run_case sandbox-and-ram-backend 1 none OK -sandbox on -object memory-backend-ram,id=ram0,size=1G -machine memory-backend=ram0
+QMP=$WORK/qmp.sock MEMTEST_MIB=512 GUEST_FLAGS=emp_balloon \
+  run_case balloon 1 none OK -device virtio-balloon-pci,id=balloon0 -qmp "unix:$WORK/qmp.sock,server=on,wait=off"
 run_case negative-control 1 corrupt FAIL
 echo "test-vm: PASS"
