@@ -106,6 +106,20 @@ TEST_F(PreloadTest, ChildrenThatExecInheritEmpOnlyThroughTheEnvironment) {
   EXPECT_NE(child.output.find("child"), std::string::npos);
 }
 
+TEST_F(PreloadTest, GuestRamModeKeepsEmpOutOfChildren) {
+  // emp-qemu's mode: the process itself runs under EMP, the programs it starts do not.
+  auto env = file_env(16);
+  env.push_back("EMP_GUEST_RAM=64M");
+  env.push_back("EMP_LOG_LEVEL=info");
+  ProcessResult result = run_process({"sh", "-c", "env | grep -E '^(EMP_|LD_PRELOAD=)' ; echo child-done"}, env, 60s);
+  ASSERT_TRUE(result.ok()) << result.describe();
+  EXPECT_NE(result.output.find("guest-RAM mode"), std::string::npos) << "EMP did not start in the shell: " << result.output;
+  EXPECT_NE(result.output.find("child-done"), std::string::npos);
+  EXPECT_NE(result.output.find("EMP_LOG_LEVEL=info"), std::string::npos) << "the child's environment: " << result.output;
+  EXPECT_EQ(result.output.find("EMP_MEM_PATH"), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("LD_PRELOAD"), std::string::npos) << result.output;
+}
+
 // --- real programs ---------------------------------------------------------------------
 
 TEST_F(PreloadTest, PythonBuildsAndChecksumsAGigabyteOfObjects) {
