@@ -5,8 +5,8 @@
 # marker on the serial console; QEMU exits 0 even after a guest panic, so only that
 # marker counts. Cases: 1 vCPU, 2 vCPUs, QEMU's seccomp sandbox with a memory-backend-ram
 # backend, a virtio-balloon inflated by 256 MiB and deflated again (QMP) while the test
-# runs over 512 MiB, and a negative control that corrupts a word inside the guest and
-# must report FAIL. While each runs, `emp stats` samples the QEMU
+# runs over 512 MiB, and two negative controls that must report FAIL: a word corrupted
+# inside the guest, and the second tier (a file here) overwritten behind EMP's back. While each runs, `emp stats` samples the QEMU
 # process: its EMP-resident memory must stay within the budget plus slack.
 #
 #   scripts/vm/run.sh [BUILD_DIR]        (make test-vm; ctest -L vm)
@@ -103,9 +103,9 @@ run_case() {  # name smp mode expected-marker [more QEMU arguments]
   echo "test-vm: $name: -m 1G, dram:256, -smp $smp, memtest ${MEMTEST_MIB:-768} MiB ${mode} $*"
   local start=$SECONDS
   "$EMP_QEMU" -m 1G -accel tcg -smp "$smp" "$@" -kernel "$KERNEL" -initrd "$WORK/initrd.gz" \
-    -append "console=ttyS0 quiet emp_memtest=${MEMTEST_MIB:-768} emp_mode=$mode ${GUEST_FLAGS:-}" -nographic -no-reboot \
+    -append "console=ttyS0 quiet panic=1 emp_memtest=${MEMTEST_MIB:-768} emp_mode=$mode ${GUEST_FLAGS:-}" -nographic -no-reboot \
     -serial "file:$serial" -monitor none -display none \
-    --mem-path "dram:256|127.0.0.1:1024:$PORT" > "$WORK/$name.qemu.log" 2>&1 &
+    --mem-path "${CASE_MEM_PATH:-dram:256|127.0.0.1:1024:$PORT}" > "$WORK/$name.qemu.log" 2>&1 &
   local launcher=$! pid="" max_resident=0 budget=0 slack=0 fetched="" ballooned=0
   while kill -0 "$launcher" 2>/dev/null; do
     [[ -z $pid ]] && pid=$(pgrep -P "$launcher" -f qemu-system 2>/dev/null || pgrep -f "qemu-system.*$serial" | head -1 || true)
@@ -120,6 +120,12 @@ run_case() {  # name smp mode expected-marker [more QEMU arguments]
       fetched=$(sed -n 's/.*"faults_fetch":\([0-9]*\).*/\1/p' <<< "$json" | head -1)
       [[ $name == one-vcpu && -n $fetched ]] && ((fetched > 20000)) && "$EMP" stats "$pid" > "$WORK/stats.txt" 2>&1 || true
     fi
+    # Tier-corruption case: once blocks have gone to the tier file, overwrite it with
+    # garbage (behind EMP's back) every second; the guest must notice.
+    if [[ -n ${CORRUPT_TIER:-} && -n ${fetched:-} ]] && grep -aq "testing" "$serial" 2>/dev/null; then
+      dirty=$(sed -n 's/.*"evictions_dirty":\([0-9]*\).*/\1/p' <<< "$json" | head -1)
+      [[ -n $dirty ]] && ((dirty > 1000)) && dd if=/dev/urandom of="$CORRUPT_TIER" bs=1M count=512 conv=notrunc status=none || true
+    fi
     # Balloon case: once the test runs, inflate by 256 MiB, then give it back.
     if [[ -n ${QMP:-} && $ballooned == 0 ]] && grep -aq "testing" "$serial" 2>/dev/null; then
       sleep 3
@@ -129,12 +135,22 @@ run_case() {  # name smp mode expected-marker [more QEMU arguments]
       ballooned=1
     fi
     sleep 2
-    ((SECONDS - start < ${EMP_VM_TIMEOUT:-900})) || { kill "$launcher"; fail "$name: timed out"; }
+    if ((SECONDS - start >= ${CASE_TIMEOUT:-${EMP_VM_TIMEOUT:-900}})); then
+      pkill -f "qemu-system.*$serial" 2>/dev/null || kill "$launcher"
+      [[ $expect == NOT-OK ]] && break
+      fail "$name: timed out"
+    fi
   done
   wait "$launcher" || true
   [[ -e $serial ]] || fail "$name: QEMU did not start: $(tail -c 2000 "$WORK/$name.qemu.log")"
   grep -a "EMP-GUEST-MEMTEST" "$serial" || true
-  grep -aq "EMP-GUEST-MEMTEST $expect" "$serial" || fail "$name: no 'EMP-GUEST-MEMTEST $expect' marker (serial log: $(tail -c 2000 "$serial"))"
+  if [[ $expect == NOT-OK ]]; then
+    # Corruption behind EMP's back may hit the guest kernel too: a FAIL, a panic or a hang
+    # all count as detected; only the OK marker would mean it went unnoticed.
+    ! grep -aq "EMP-GUEST-MEMTEST OK" "$serial" || fail "$name: the guest read corrupted memory without noticing"
+  else
+    grep -aq "EMP-GUEST-MEMTEST $expect" "$serial" || fail "$name: no 'EMP-GUEST-MEMTEST $expect' marker (serial log: $(tail -c 2000 "$serial"))"
+  fi
   ((budget == 0 || max_resident <= budget + slack)) ||
     fail "$name: EMP-resident memory peaked at $max_resident bytes, over the budget $budget + slack $slack"
   echo "test-vm: $name: passed in $((SECONDS - start)) s; EMP-resident peak $((max_resident >> 20)) MiB of a $((budget >> 20)) MiB budget"
@@ -148,4 +164,6 @@ run_case sandbox-and-ram-backend 1 none OK -sandbox on -object memory-backend-ra
 QMP=$WORK/qmp.sock MEMTEST_MIB=512 GUEST_FLAGS=emp_balloon \
   run_case balloon 1 none OK -device virtio-balloon-pci,id=balloon0 -qmp "unix:$WORK/qmp.sock,server=on,wait=off"
 run_case negative-control 1 corrupt FAIL
+CORRUPT_TIER=$WORK/tier CASE_MEM_PATH="dram:256|$WORK/tier:1024:0" CASE_TIMEOUT=150 \
+  run_case tier-corruption 1 none NOT-OK
 echo "test-vm: PASS"
