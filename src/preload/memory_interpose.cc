@@ -40,9 +40,8 @@ Runtime* managing_runtime() noexcept {
   return rt && rt->active() ? rt : nullptr;
 }
 
-bool is_anonymous_private(int flags, int fd) noexcept {
-  return (flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE && !(flags & (MAP_GROWSDOWN | MAP_HUGETLB)) &&
-         (fd == -1 || (flags & MAP_ANONYMOUS));
+bool is_anonymous_private(int flags) noexcept {
+  return (flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE && !(flags & (MAP_GROWSDOWN | MAP_HUGETLB));
 }
 
 void* fail(int error) noexcept {
@@ -91,7 +90,7 @@ void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, 
     if (in_arena(rt, addr, page_round(length))) return fail(EINVAL);  // the heap's own space
     (void)engine.forget_range(addr, page_round(length));
   }
-  if (!is_anonymous_private(flags, fd)) return os::raw_mmap(addr, length, prot, flags, fd, offset);
+  if (!is_anonymous_private(flags)) return os::raw_mmap(addr, length, prot, flags, fd, offset);
   // emp-qemu: only QEMU's activation of the guest RAM (a read-write MAP_FIXED mapping of
   // exactly the announced size) is managed; the TCG buffer, ROMs and the rest are not.
   if (rt.guest_ram_bytes() && !((flags & MAP_FIXED) && page_round(length) == rt.guest_ram_bytes() &&

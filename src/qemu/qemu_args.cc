@@ -44,7 +44,6 @@ bool takes_value(const std::string& option) {
 QemuLaunch parse_qemu_command_line(const std::vector<std::string>& args, const std::string& qemu_from_env) {
   QemuLaunch launch;
   if (!qemu_from_env.empty()) launch.qemu = qemu_from_env;
-  bool qemu_given = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     auto value_of = [&](const std::string& name) -> std::string {
@@ -58,7 +57,6 @@ QemuLaunch parse_qemu_command_line(const std::vector<std::string>& args, const s
     }
     if (arg == "--qemu" || arg.rfind("--qemu=", 0) == 0) {
       launch.qemu = value_of("--qemu");
-      qemu_given = true;
       continue;
     }
     if (arg == "--dry-run") {
@@ -84,7 +82,6 @@ QemuLaunch parse_qemu_command_line(const std::vector<std::string>& args, const s
     }
     launch.qemu_args.push_back(arg);
   }
-  (void)qemu_given;
   if (launch.mem_path.empty()) bad("no memory path: give --mem-path SPEC (see emp-qemu --help)");
   MemPath path = parse_mem_path(launch.mem_path);  // throws naming the element
   if (path.tiers.empty()) bad("--mem-path " + launch.mem_path + ": names no second tier (donor, device or file)");
