@@ -86,11 +86,4 @@ void HeapArena::free(void* p, size_t length) noexcept {
   }
 }
 
-size_t HeapArena::free_bytes() const noexcept {
-  std::lock_guard lock(mutex_);
-  size_t total = 0;
-  for (size_t i = 0; i < count_; ++i) total += free_[i].end - free_[i].start;
-  return total;
-}
-
 }  // namespace emp::preload

@@ -36,7 +36,6 @@ class HeapArena {
   void* allocate(size_t length) noexcept;
   // Returns a range (or part of one) to the free list; the caller has discarded it.
   void free(void* start, size_t length) noexcept;
-  size_t free_bytes() const noexcept;
 
   // fork(): held across it so the child's free list is consistent.
   void lock() noexcept { mutex_.lock(); }
@@ -51,7 +50,7 @@ class HeapArena {
 
   const uintptr_t base_;
   const size_t length_;
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   Range free_[kMaxRanges];  // sorted, disjoint, not adjacent
   size_t count_ = 0;
 };

@@ -109,12 +109,9 @@ void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, 
   return p;
 }
 
+// munmap of managed memory outside the heap arena (munmap() handles the arena first).
 int managed_munmap(Runtime& rt, void* addr, size_t length) noexcept {
   InternalScope scope;
-  if (in_arena(rt, addr, page_round(length))) {
-    arena_munmap(rt, addr, length);
-    return 0;
-  }
   Status status = rt.engine().forget_range(addr, page_round(length));
   if (!status) EMP_LOG_LIMITED(log::Level::kWarn, "preload", "munmap(%p, %zu): %s", addr, length, status.to_string().c_str());
   return os::raw_munmap(addr, length);

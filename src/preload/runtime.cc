@@ -9,7 +9,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <new>
 #include <stdexcept>
 #include <string_view>
@@ -29,7 +28,6 @@ alignas(Runtime) unsigned char g_runtime_storage[sizeof(Runtime)];
 struct sigaction g_previous_segv;
 
 constexpr uint64_t kArenaAlignment = 32ULL << 20;
-constexpr uint64_t kMiB = 1ULL << 20;
 
 const char* find_variable(char** envp, std::string_view name) {
   for (char** e = envp; e && *e; ++e) {
