@@ -1,6 +1,7 @@
 // emp-bench: runs a verified workload on EMP-managed memory (and, for the ratio, on
 // plain all-local memory in the same run) and prints a table plus one JSON line.
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -39,7 +40,7 @@ struct Args {
   uint64_t working_set = 1ULL << 30;
   std::string local_text = "25%";
   uint64_t local_bytes = 0;
-  WorkloadParams workload;
+  WorkloadParams workload{.latency_every = 4};
   Options options;
   bool baseline = true;
   bool local_only = false;
@@ -52,7 +53,10 @@ const char* kUsage = R"(usage: emp-bench --tier SPEC [options]
 Runs a workload on EMP-managed memory with part of it in local DRAM and the rest in
 the second tier, verifies every byte, and prints throughput, faults, fault latency and
 bytes moved as a table and as one JSON line (the last line of the output). By default
-the same workload also runs on plain memory (all-local) for the ratio.
+the same workload also runs on plain memory (all-local) for the ratio. JSON
+"throughput" and "seconds" are those of the EMP run (of the plain run with
+--local-only); "majflt"/"minflt" are getrusage() page faults of the measured phase;
+"latency" is the sampled per-operation histogram ([upper bound ns, count] buckets).
 
   --tier SPEC            second-tier elements of a memory path, '|'-separated:
                            /path/to/file:<MiB>:<offset MiB>   (created if missing)
@@ -63,8 +67,16 @@ the same workload also runs on plain memory (all-local) for the ratio.
                          (default 25%)
   --pattern NAME         seq | rand | zipf | sort (default zipf)
   --threads N            workload threads (default 1)
-  --ops N                rand/zipf: page operations (default 2 per page)
-  --passes N             seq: sweeps over the working set (default 2)
+  --ops N                rand/zipf: page operations (default 2 per page; with
+                         --duration: no limit but the time)
+  --passes N             seq: sweeps over the working set (default 2; ignored with
+                         --duration)
+  --duration SECONDS     stop the measured phase after SECONDS (all patterns; the work
+                         done so far is counted and verified exactly; the rand/zipf
+                         warm-up is bounded by the same time; sort stops between or
+                         inside partitioning passes and checks the partial order)
+  --latency-every K      rand/zipf: time every K-th measured operation into a latency
+                         histogram (default 4; 0 = off)
   --zipf-theta X         Zipf skew (default 0.99)
   --seed N               random seed (default 1)
   --block-size SIZE      EMP block, 4K..2M (default 64K)
@@ -73,7 +85,7 @@ the same workload also runs on plain memory (all-local) for the ratio.
   --fault-threads N      EMP fault-handler threads (default 2)
   --miss-cost-us X       cost of one remote fault for the ideal-cache bound (default 25)
   --no-baseline          skip the all-local run (no ratio_to_local)
-  --local-only           run only the all-local baseline
+  --local-only           run only the all-local baseline (no --tier needed)
   --json-file FILE       also append the JSON line to FILE
   --help                 this text
 EMP_* environment variables (see below) set defaults; flags override them.
@@ -96,6 +108,13 @@ uint64_t need_uint(const std::string& flag, const std::string& value, uint64_t m
   if (!n || *n < min || *n > max)
     usage_error(flag + ": bad value '" + value + "' (expected " + std::to_string(min) + ".." + std::to_string(max) + ")");
   return *n;
+}
+
+double need_positive(const std::string& flag, const std::string& value) {
+  char* end = nullptr;
+  double number = std::strtod(value.c_str(), &end);
+  if (!end || *end || !(number > 0)) usage_error(flag + ": expected a positive number, got '" + value + "'");
+  return number;
 }
 
 Args parse_args(int argc, char** argv) {
@@ -134,6 +153,8 @@ Args parse_args(int argc, char** argv) {
     } else if (flag == "--threads") args.workload.threads = static_cast<unsigned>(need_uint(flag, next(), 1, 256));
     else if (flag == "--ops") args.workload.ops = need_uint(flag, next(), 1, UINT64_MAX / 2);
     else if (flag == "--passes") args.workload.passes = static_cast<unsigned>(need_uint(flag, next(), 1, 1000));
+    else if (flag == "--latency-every") args.workload.latency_every = static_cast<unsigned>(need_uint(flag, next(), 0, 1u << 30));
+    else if (flag == "--duration") args.workload.duration = need_positive(flag, next());
     else if (flag == "--seed") args.workload.seed = need_uint(flag, next(), 0, UINT64_MAX / 2);
     else if (flag == "--zipf-theta") {
       std::string v = next();
@@ -142,11 +163,7 @@ Args parse_args(int argc, char** argv) {
       if (!end || *end || !(theta > 0 && theta < 1)) usage_error("--zipf-theta: expected a number in (0, 1), got '" + v + "'");
       args.workload.zipf_theta = theta;
     } else if (flag == "--miss-cost-us") {
-      std::string v = next();
-      char* end = nullptr;
-      double cost = std::strtod(v.c_str(), &end);
-      if (!end || *end || !(cost > 0)) usage_error("--miss-cost-us: expected a positive number, got '" + v + "'");
-      args.miss_cost_us = cost;
+      args.miss_cost_us = need_positive(flag, next());
     } else if (flag == "--no-baseline") args.baseline = false;
     else if (flag == "--local-only") args.local_only = true;
     else if (flag == "--json-file") args.json_file = next();
@@ -230,6 +247,50 @@ core::EngineStats phase_delta(const core::EngineStats& end, const core::EngineSt
   return d;
 }
 
+// getrusage() page faults of this process (major: read from disk or swap).
+struct PageFaults {
+  uint64_t major = 0, minor = 0;
+  static PageFaults now() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return {static_cast<uint64_t>(usage.ru_majflt), static_cast<uint64_t>(usage.ru_minflt)};
+  }
+};
+
+// Runs the workload (its own start/end callbacks included) and stores the page faults of
+// the measured phase in *faults.
+WorkloadResult measure(void* memory, uint64_t bytes, WorkloadParams params, PageFaults* faults) {
+  PageFaults start;
+  auto on_start = std::move(params.on_run_start), on_end = std::move(params.on_run_end);
+  params.on_run_start = [&] {
+    if (on_start) on_start();
+    start = PageFaults::now();
+  };
+  params.on_run_end = [&] {
+    PageFaults end = PageFaults::now();
+    *faults = {end.major - start.major, end.minor - start.minor};
+    if (on_end) on_end();
+  };
+  return run_workload(memory, bytes, params);
+}
+
+// The sampled latency histogram as JSON: count, percentiles and the non-empty buckets.
+std::string latency_json(const LatencyHistogram::Snapshot& latency, unsigned every) {
+  std::ostringstream out;
+  out << "{\"every\":" << every << ",\"samples\":" << latency.total()
+      << ",\"p50_ns\":" << latency.percentile_ns(0.5) << ",\"p99_ns\":" << latency.percentile_ns(0.99)
+      << ",\"p999_ns\":" << latency.percentile_ns(0.999) << ",\"buckets\":[";
+  bool first = true;
+  for (int i = 0; i < LatencyHistogram::kBuckets; ++i) {
+    uint64_t count = latency.counts[static_cast<size_t>(i)];
+    if (count == 0) continue;
+    out << (first ? "" : ",") << "[" << LatencyHistogram::bucket_upper_ns(i) << "," << count << "]";
+    first = false;
+  }
+  out << "]}";
+  return out.str();
+}
+
 std::string json_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
@@ -244,6 +305,7 @@ int run(const Args& args) {
   const WorkloadParams& wp = args.workload;
   std::optional<WorkloadResult> emp_result, local_result;
   core::EngineStats stats;
+  PageFaults emp_faults, local_faults;
   uint64_t rss_max = 0, rss_before = 0, slack = 0;
 
   if (!args.local_only) {
@@ -284,7 +346,7 @@ int run(const Args& args) {
     measured.on_run_end = [&] { at_end = engine->stats(); };
     {
       RssMonitor monitor;
-      emp_result = run_workload(*memory, args.working_set, measured);
+      emp_result = measure(*memory, args.working_set, measured, &emp_faults);
       rss_max = monitor.max_bytes();
     }
     stats = phase_delta(at_end, at_start);
@@ -301,11 +363,15 @@ int run(const Args& args) {
                    std::strerror(errno));
       return 2;
     }
-    local_result = run_workload(plain, args.working_set, wp);
+    local_result = measure(plain, args.working_set, wp, &local_faults);
     munmap(plain, args.working_set);
   }
 
   const WorkloadResult& main = emp_result ? *emp_result : *local_result;
+  const PageFaults& main_faults = emp_result ? emp_faults : local_faults;
+  std::string failure = emp_result && !emp_result->verified ? emp_result->failure
+                        : local_result && !local_result->verified ? local_result->failure
+                                                                  : "";
   bool verified = (!emp_result || emp_result->verified) && (!local_result || local_result->verified);
   double ratio = emp_result && local_result && local_result->throughput() > 0
                      ? emp_result->throughput() / local_result->throughput()
@@ -359,8 +425,13 @@ int run(const Args& args) {
                 format_size(stats.peak_resident_bytes).c_str(), format_size(args.local_bytes).c_str(),
                 format_size(slack).c_str(), format_size(rss_max).c_str(), format_size(rss_before).c_str());
   }
-  std::printf("%-22s %s%s\n", "verified", verified ? "yes" : "NO: ",
-              verified ? "" : (emp_result && !emp_result->verified ? emp_result->failure : local_result->failure).c_str());
+  if (main.latency.total())
+    std::printf("%-22s p50 %.2f us, p99 %.2f us, p99.9 %.2f us (%llu sampled operations, 1 in %u)\n",
+                "operation latency", main.latency.percentile_ns(0.5) / 1e3, main.latency.percentile_ns(0.99) / 1e3,
+                main.latency.percentile_ns(0.999) / 1e3, (unsigned long long)main.latency.total(), wp.latency_every);
+  std::printf("%-22s major %llu, minor %llu (measured phase, getrusage)\n", "page faults",
+              (unsigned long long)main_faults.major, (unsigned long long)main_faults.minor);
+  std::printf("%-22s %s%s\n", "verified", verified ? "yes" : "NO: ", failure.c_str());
 
   // One JSON line.
   std::ostringstream json;
@@ -374,8 +445,10 @@ int run(const Args& args) {
        << ",\"subblock_size\":" << args.options.subblock_size << ",\"csf\":" << (args.options.csf ? "true" : "false")
        << ",\"fault_threads\":" << args.options.fault_threads << ",\"ops\":" << main.ops << ",\"unit\":\"" << main.unit
        << "\",\"passes\":" << wp.passes << ",\"zipf_theta\":" << wp.zipf_theta << ",\"seed\":" << wp.seed
-       << ",\"throughput\":" << num(emp_result ? emp_result->throughput() : NAN)
-       << ",\"seconds\":" << num(emp_result ? emp_result->run_seconds : NAN)
+       << ",\"duration\":" << wp.duration << ",\"throughput\":" << num(main.throughput())
+       << ",\"seconds\":" << num(main.run_seconds) << ",\"init_seconds\":" << num(main.init_seconds)
+       << ",\"verify_seconds\":" << num(main.verify_seconds) << ",\"majflt\":" << main_faults.major
+       << ",\"minflt\":" << main_faults.minor
        << ",\"local_throughput\":" << num(local_result ? local_result->throughput() : NAN)
        << ",\"ratio_to_local\":" << num(ratio) << ",\"bound_throughput\":" << num(bound)
        << ",\"ideal_miss_ratio\":" << num(miss >= 0 ? miss : NAN) << ",\"miss_cost_us\":" << args.miss_cost_us;
@@ -394,6 +467,8 @@ int run(const Args& args) {
          << ",\"peak_resident_bytes\":" << stats.peak_resident_bytes << ",\"slack_bytes\":" << slack
          << ",\"rss_max_bytes\":" << rss_max << ",\"rss_before_bytes\":" << rss_before;
   }
+  if (main.latency.total()) json << ",\"latency\":" << latency_json(main.latency, wp.latency_every);
+  if (!verified) json << ",\"failure\":\"" << json_escape(failure) << "\"";
   json << "}";
   std::printf("%s\n", json.str().c_str());
   if (!args.json_file.empty()) {

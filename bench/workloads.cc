@@ -4,7 +4,9 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -43,7 +45,8 @@ void parallel(unsigned threads, Fn&& fn) {
 
 // Contiguous share [begin, end) of `count` items for thread t.
 std::pair<size_t, size_t> share(size_t count, unsigned threads, unsigned t) {
-  return {count * t / threads, count * (t + 1) / threads};
+  using Wide = unsigned __int128;  // count * (t + 1) must not overflow
+  return {static_cast<size_t>(Wide{count} * t / threads), static_cast<size_t>(Wide{count} * (t + 1) / threads)};
 }
 
 void init_pattern(uint64_t* words, size_t pages, unsigned threads) {
@@ -78,29 +81,61 @@ class ZipfGenerator {
   double theta_, zeta_n_, alpha_, eta_;
 };
 
+// Stops time-bounded phases: expired() once `seconds` (> 0) have passed since construction;
+// never expires when seconds <= 0.
+class Deadline {
+ public:
+  explicit Deadline(double seconds)
+      : bounded_(seconds > 0),
+        end_(Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds))) {}
+  bool expired() const { return bounded_ && Clock::now() >= end_; }
+
+ private:
+  bool bounded_;
+  Clock::time_point end_;
+};
+
+// Sweeps of each thread's share, one increment per word and sweep. With a duration the
+// sweep stops between 64 KiB chunks; the number of words each thread processed gives
+// every word's exact expected count.
 WorkloadResult run_seq(uint64_t* words, size_t pages, const WorkloadParams& p) {
+  constexpr size_t kChunkWords = 16 * kWordsPerPage;
   WorkloadResult r;
   r.unit = "bytes";
   auto start = Clock::now();
   init_pattern(words, pages, p.threads);
   r.init_seconds = seconds_since(start);
+  std::vector<uint64_t> done(p.threads, 0);  // words processed by each thread
   if (p.on_run_start) p.on_run_start();
   start = Clock::now();
-  for (unsigned pass = 0; pass < p.passes; ++pass) {
-    parallel(p.threads, [&](unsigned t) {
-      auto [begin, end] = share(pages, p.threads, t);
-      for (size_t w = begin * kWordsPerPage; w < end * kWordsPerPage; ++w) words[w] += 1;
-    });
-  }
+  Deadline deadline(p.duration);
+  parallel(p.threads, [&](unsigned t) {
+    auto [begin, end] = share(pages * kWordsPerPage, p.threads, t);
+    size_t length = end - begin;
+    if (length == 0) return;
+    uint64_t limit = p.duration > 0 ? UINT64_MAX : uint64_t{p.passes} * length;
+    uint64_t count = 0;
+    while (count < limit && !deadline.expired()) {
+      size_t from = begin + count % length;
+      size_t to = std::min(end, from + kChunkWords);
+      if (limit - count < to - from) to = from + (limit - count);
+      for (size_t w = from; w < to; ++w) words[w] += 1;
+      count += to - from;
+    }
+    done[t] = count;
+  });
   r.run_seconds = seconds_since(start);
   if (p.on_run_end) p.on_run_end();
-  r.ops = static_cast<uint64_t>(pages) * kPage * p.passes;
+  for (uint64_t count : done) r.ops += count * sizeof(uint64_t);
   start = Clock::now();
   std::atomic<size_t> bad{SIZE_MAX};
   parallel(p.threads, [&](unsigned t) {
-    auto [begin, end] = share(pages, p.threads, t);
-    for (size_t w = begin * kWordsPerPage; w < end * kWordsPerPage; ++w)
-      if (words[w] != pattern(w) + p.passes) {
+    auto [begin, end] = share(pages * kWordsPerPage, p.threads, t);
+    size_t length = end - begin;
+    if (length == 0) return;
+    uint64_t full = done[t] / length, partial = done[t] % length;
+    for (size_t w = begin; w < end; ++w)
+      if (words[w] != pattern(w) + full + (w - begin < partial ? 1 : 0)) {
         record_first(bad, w);
         return;
       }
@@ -121,16 +156,23 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
   for (auto& u : updates) u.store(0, std::memory_order_relaxed);
   std::unique_ptr<ZipfGenerator> zipf;
   if (p.pattern == Pattern::kZipf) zipf = std::make_unique<ZipfGenerator>(pages, p.zipf_theta);
-  uint64_t total_ops = p.ops ? p.ops : 2 * pages;
+  uint64_t total_ops = p.ops ? p.ops : p.duration > 0 ? UINT64_MAX : 2 * pages;
   std::atomic<size_t> bad{SIZE_MAX};
-  // Warm-up (not measured): as many operations as pages (at most as many as measured),
-  // so the measured phase sees a cache shaped by the access pattern rather than by the
-  // sequential initialisation.
-  auto run_ops = [&](uint64_t ops, uint64_t seed) {
+  std::vector<LatencyHistogram> latency(p.threads);
+  // `ops` operations split between the threads (each stops early at the deadline); every
+  // `every`-th one timed when `every` > 0. Returns the operations done.
+  auto run_ops = [&](uint64_t ops, uint64_t seed, double seconds, unsigned every) {
+    Deadline deadline(seconds);
+    std::vector<uint64_t> done(p.threads, 0);
     parallel(p.threads, [&](unsigned t) {
       std::mt19937_64 rng(seed * 7919 + t);
       auto [begin, end] = share(ops, p.threads, t);
-      for (size_t op = begin; op < end; ++op) {
+      uint64_t limit = ops == UINT64_MAX ? UINT64_MAX : end - begin;  // UINT64_MAX: until the deadline
+      uint64_t op = 0;
+      for (; op < limit; ++op) {
+        if (op % 64 == 0 && deadline.expired()) break;
+        bool timed = every && op % every == 0;
+        Clock::time_point before = timed ? Clock::now() : Clock::time_point{};
         uint64_t page = zipf ? (zipf->next(rng) * 2654435761ULL) % pages : rng() % pages;
         uint64_t* base = words + page * kWordsPerPage;
         // Check one random cache line (not word 0, the counter), then count the access.
@@ -141,17 +183,27 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
           }
         __atomic_fetch_add(base, 1, __ATOMIC_RELAXED);
         updates[page].fetch_add(1, std::memory_order_relaxed);
+        if (timed)
+          latency[t].record(static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - before).count()));
       }
+      done[t] = op;
     });
+    uint64_t total = 0;
+    for (uint64_t d : done) total += d;
+    return total;
   };
-  if (p.warmup) run_ops(std::min<uint64_t>(pages, total_ops), p.seed + 1000003);
+  // Warm-up (not measured): as many operations as pages (at most as many as measured),
+  // so the measured phase sees a cache shaped by the access pattern rather than by the
+  // sequential initialisation.
+  if (p.warmup) run_ops(std::min<uint64_t>(pages, total_ops), p.seed + 1000003, p.duration, 0);
   r.init_seconds = seconds_since(start);
   if (p.on_run_start) p.on_run_start();
   start = Clock::now();
-  run_ops(total_ops, p.seed);
+  r.ops = run_ops(total_ops, p.seed, p.duration, p.latency_every);
   r.run_seconds = seconds_since(start);
   if (p.on_run_end) p.on_run_end();
-  r.ops = total_ops;
+  for (const auto& h : latency) r.latency.merge(h.snapshot());
   start = Clock::now();
   parallel(p.threads, [&](unsigned t) {
     auto [begin, end] = share(pages, p.threads, t);
@@ -196,35 +248,131 @@ Checksum checksum(const uint64_t* values, size_t count, unsigned threads) {
   return total;
 }
 
-// In place: partition into `parts` ranges around sampled pivots (no extra buffer),
-// then sort the ranges in parallel.
-void parallel_sort(uint64_t* values, size_t count, unsigned threads) {
-  std::vector<std::pair<size_t, size_t>> ranges{{0, count}};
-  while (ranges.size() < threads) {
-    auto widest = std::max_element(ranges.begin(), ranges.end(), [](auto a, auto b) {
-      return a.second - a.first < b.second - b.first;
-    });
-    auto [begin, end] = *widest;
-    if (end - begin < 2) break;
-    uint64_t pivot = values[begin + (end - begin) / 2];
-    uint64_t* middle =
-        std::partition(values + begin, values + end, [&](uint64_t v) { return v < pivot; });
-    size_t split = static_cast<size_t>(middle - values);
-    if (split == begin || split == end) break;
-    *widest = {begin, split};
-    ranges.push_back({split, end});
+// In-place quicksort whose top levels are explicit tasks shared by the threads: a range
+// above kLeaf elements is partitioned around a median-of-three pivot (interruptibly, at
+// the deadline), smaller ranges are sorted with std::sort. Every range carries the value
+// bounds its ancestors' pivots imply, so a sort stopped at the deadline can still be
+// verified exactly: each element lies within its range's bounds, finished leaves are
+// sorted, and no element was lost or changed (checksum).
+class QuickSort {
+ public:
+  QuickSort(uint64_t* values, size_t count, unsigned threads, double seconds)
+      : values_(values), threads_(threads), deadline_(seconds) {
+    pending_.push_back({0, count});
   }
-  std::vector<std::thread> workers;
-  for (size_t i = 1; i < ranges.size(); ++i)
-    workers.emplace_back(
-        [&, i] { std::sort(values + ranges[i].first, values + ranges[i].second); });
-  std::sort(values + ranges[0].first, values + ranges[0].second);
-  for (auto& w : workers) w.join();
-}
+
+  // Sorts (or stops at the deadline); returns the element-passes done.
+  uint64_t run() {
+    parallel(threads_, [&](unsigned) { work(); });
+    for (const Range& r : pending_) done_.push_back(r);  // never started
+    pending_.clear();
+    return passes_.load();
+  }
+
+  // Empty when the state is consistent, else the first problem found.
+  std::string verify() const {
+    std::vector<std::string> problems(threads_);
+    parallel(threads_, [&](unsigned t) {
+      for (size_t i = t; i < done_.size() && problems[t].empty(); i += threads_) {
+        const Range& r = done_[i];
+        for (size_t k = r.begin; k < r.end; ++k) {
+          uint64_t v = values_[k];
+          if ((r.has_lo && v < r.lo) || (r.has_hi && v >= r.hi)) {
+            problems[t] = "element " + std::to_string(k) + " lies outside its partition";
+            break;
+          }
+          if (r.sorted && k > r.begin && values_[k - 1] > v) {
+            problems[t] = "element " + std::to_string(k) + " is out of order";
+            break;
+          }
+        }
+      }
+    });
+    for (const auto& problem : problems)
+      if (!problem.empty()) return problem;
+    return "";
+  }
+
+ private:
+  static constexpr size_t kLeaf = 1 << 16;
+  struct Range {
+    size_t begin, end;
+    uint64_t lo = 0, hi = 0;  // lo <= value (has_lo), value < hi (has_hi)
+    bool has_lo = false, has_hi = false, sorted = false;
+  };
+
+  void work() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      changed_.wait(lock, [&] { return !pending_.empty() || active_ == 0; });
+      if (pending_.empty() || deadline_.expired()) break;
+      Range range = pending_.back();
+      pending_.pop_back();
+      ++active_;
+      lock.unlock();
+      std::vector<Range> children, finished;
+      process(range, &children, &finished);
+      lock.lock();
+      --active_;
+      pending_.insert(pending_.end(), children.begin(), children.end());
+      done_.insert(done_.end(), finished.begin(), finished.end());
+      changed_.notify_all();
+    }
+    changed_.notify_all();
+  }
+
+  void sort_leaf(Range range, std::vector<Range>* finished) {
+    size_t n = range.end - range.begin;
+    std::sort(values_ + range.begin, values_ + range.end);
+    passes_ += static_cast<uint64_t>(static_cast<double>(n) * std::log2(std::max<double>(2, static_cast<double>(n))));
+    range.sorted = true;
+    finished->push_back(range);
+  }
+
+  void process(Range range, std::vector<Range>* children, std::vector<Range>* finished) {
+    size_t begin = range.begin, end = range.end;
+    if (end - begin <= kLeaf) return sort_leaf(range, finished);
+    uint64_t a = values_[begin], b = values_[begin + (end - begin) / 2], c = values_[end - 1];
+    uint64_t pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));
+    // [begin, i) < pivot <= [j, end)
+    size_t i = begin, j = end;
+    uint64_t steps = 0;
+    while (i < j) {
+      if (++steps % 4096 == 0 && deadline_.expired()) break;
+      if (values_[i] < pivot) {
+        ++i;
+      } else if (values_[j - 1] >= pivot) {
+        --j;
+      } else {
+        std::swap(values_[i], values_[j - 1]);
+        ++i;
+        --j;
+      }
+    }
+    passes_ += (i - begin) + (end - j);
+    if (i < j) return finished->push_back(range);     // stopped at the deadline
+    if (i == begin || i == end) return sort_leaf(range, finished);  // no split (duplicates)
+    Range left = range, right = range;
+    left.end = right.begin = i;
+    left.hi = right.lo = pivot;
+    left.has_hi = right.has_lo = true;
+    children->push_back(left);
+    children->push_back(right);
+  }
+
+  uint64_t* values_;
+  unsigned threads_;
+  Deadline deadline_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<Range> pending_, done_;
+  size_t active_ = 0;
+  std::atomic<uint64_t> passes_{0};
+};
 
 WorkloadResult run_sort(uint64_t* values, size_t count, const WorkloadParams& p) {
   WorkloadResult r;
-  r.unit = "elements";
+  r.unit = "element-passes";
   auto start = Clock::now();
   parallel(p.threads, [&](unsigned t) {
     auto [begin, end] = share(count, p.threads, t);
@@ -234,19 +382,16 @@ WorkloadResult run_sort(uint64_t* values, size_t count, const WorkloadParams& p)
   r.init_seconds = seconds_since(start);
   if (p.on_run_start) p.on_run_start();
   start = Clock::now();
-  parallel_sort(values, count, p.threads);
+  QuickSort sort(values, count, p.threads, p.duration);
+  r.ops = sort.run();
   r.run_seconds = seconds_since(start);
   if (p.on_run_end) p.on_run_end();
-  r.ops = count;
   start = Clock::now();
-  bool sorted = std::is_sorted(values, values + count);
+  r.failure = sort.verify();
   Checksum after = checksum(values, count, p.threads);
   r.verify_seconds = seconds_since(start);
-  r.verified = sorted && before == after;
-  if (!sorted)
-    r.failure = "output is not sorted";
-  else if (!(before == after))
-    r.failure = "checksum differs after sorting (elements lost or changed)";
+  if (r.failure.empty() && !(before == after)) r.failure = "checksum differs after sorting (elements lost or changed)";
+  r.verified = r.failure.empty();
   return r;
 }
 
