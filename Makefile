@@ -5,13 +5,14 @@ BUILD_DIR   := build/$(PRESET)
 JOBS        ?= $(shell nproc)
 DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev libssl-dev \
                 libgtest-dev libgmock-dev libbenchmark-dev python3 redis-server redis-tools
+BENCH_PACKAGES := python3-matplotlib
 
 # Sanitizer run-time settings (used by the asan-ubsan and tsan presets; harmless otherwise).
 export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=7
 export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps configure build test test-unit test-integration test-heavy test-vm test-asan test-tsan demo bench clean format test-rdma
+.PHONY: all deps configure build test test-unit test-integration test-heavy test-vm test-asan test-tsan demo bench bench-compare clean format test-rdma
 
 all: build
 
@@ -53,6 +54,12 @@ test-rdma: build
 
 demo: build
 	@scripts/demo.sh $(BUILD_DIR)
+
+# EMP side by side with all-local memory and Linux swap/zswap (bench/compare, root, about
+# 8 minutes on 2 cores); writes bench/results/latest/. Options: COMPARE_ARGS="--help".
+bench-compare: build
+	@scripts/install-deps.sh $(BENCH_PACKAGES)
+	@bench/compare --build $(BUILD_DIR) $(COMPARE_ARGS)
 
 clean:
 	rm -rf build
