@@ -5,9 +5,11 @@
 # marker on the serial console; QEMU exits 0 even after a guest panic, so only that
 # marker counts. Cases: 1 vCPU, 2 vCPUs, QEMU's seccomp sandbox with a memory-backend-ram
 # backend, a virtio-balloon inflated by 256 MiB and deflated again (QMP) while the test
-# runs over 512 MiB, and two negative controls that must report FAIL: a word corrupted
-# inside the guest, and the second tier (a file here) overwritten behind EMP's back. While each runs, `emp stats` samples the QEMU
-# process: its EMP-resident memory must stay within the budget plus slack.
+# runs over 512 MiB, the same with shared guest RAM (memory-backend-memfd) on 2 vCPUs,
+# and two negative controls that must report FAIL: a word corrupted inside the guest,
+# and the second tier (a file here) overwritten behind EMP's back. While each runs,
+# `emp stats` samples the QEMU process: its EMP-resident memory must stay within the
+# budget plus slack.
 #
 #   scripts/vm/run.sh [BUILD_DIR]        (make test-vm; ctest -L vm)
 #   EMP_VM_CASES="one-vcpu balloon" scripts/vm/run.sh     only those cases
@@ -163,6 +165,11 @@ run_case two-vcpus 2 none OK
 run_case sandbox-and-ram-backend 1 none OK -sandbox on -object memory-backend-ram,id=ram0,size=1G -machine memory-backend=ram0
 QMP=$WORK/qmp.sock MEMTEST_MIB=512 GUEST_FLAGS=emp_balloon \
   run_case balloon 1 none OK -device virtio-balloon-pci,id=balloon0 -qmp "unix:$WORK/qmp.sock,server=on,wait=off"
+# Shared guest RAM (memory-backend-memfd): QEMU discards ballooned pages there with
+# fallocate(PUNCH_HOLE), which libemp.so turns into EMP discards.
+QMP=$WORK/qmp.sock MEMTEST_MIB=512 GUEST_FLAGS=emp_balloon \
+  run_case memfd-and-balloon 2 none OK -object memory-backend-memfd,id=ram0,size=1G -machine memory-backend=ram0 \
+  -device virtio-balloon-pci,id=balloon0 -qmp "unix:$WORK/qmp.sock,server=on,wait=off"
 run_case negative-control 1 corrupt FAIL
 CORRUPT_TIER=$WORK/tier CASE_MEM_PATH="dram:256|$WORK/tier:1024:0" CASE_TIMEOUT=150 \
   run_case tier-corruption 1 none NOT-OK

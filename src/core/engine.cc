@@ -75,7 +75,7 @@ Result<void*> Engine::map(size_t length) noexcept {
   auto mapping = os::Mapping::anonymous(length, options_.block_size);
   if (!mapping) return mapping.status();
   uintptr_t base = mapping->address();
-  Status status = add_region(base, length, /*owns_memory=*/true);
+  Status status = add_region(base, length, {.owns_memory = true});
   if (!status) return status;
   mapping->release();  // the region owns it now
   return reinterpret_cast<void*>(base);
@@ -84,15 +84,25 @@ Result<void*> Engine::map(size_t length) noexcept {
 Status Engine::adopt(void* address, size_t length, bool reserve_pool) noexcept {
   uintptr_t base = reinterpret_cast<uintptr_t>(address);
   if (base % kPage || length == 0 || length % kPage) return Status::error(EINVAL, "adopt: range not page aligned");
-  return add_region(base, length, /*owns_memory=*/false, reserve_pool);
+  return add_region(base, length, {.reserve_pool = reserve_pool});
 }
 
-Status Engine::add_region(uintptr_t base, size_t length, bool owns_memory, bool reserve_pool) noexcept {
+Status Engine::adopt_shared(void* address, size_t length, bool reserve_pool) noexcept {
+  uintptr_t base = reinterpret_cast<uintptr_t>(address);
+  if (base % kPage || length == 0 || length % kPage) return Status::error(EINVAL, "adopt: range not page aligned");
+  if (!uffd_.shared_memory_enabled())
+    return Status::error(ENOTSUP, "this kernel's userfaultfd cannot manage shared memory (needs MISSING_SHMEM and, "
+                                  "for write-protect, WP_HUGETLBFS_SHMEM: Linux >= 5.19)");
+  return add_region(base, length, {.reserve_pool = reserve_pool, .shared_memory = true});
+}
+
+Status Engine::add_region(uintptr_t base, size_t length, RegionKind kind) noexcept {
   std::lock_guard lock(maintenance_mutex_);
   std::shared_ptr<Region> region;
   try {
-    region = std::make_shared<Region>(base, length, options_.block_size, options_.subblock_size, owns_memory);
-    if (!reserve_pool) region->set_unreserved();
+    region = std::make_shared<Region>(base, length, options_.block_size, options_.subblock_size, kind.owns_memory);
+    if (!kind.reserve_pool) region->set_unreserved();
+    if (kind.shared_memory) region->set_shared_memory();
   } catch (const std::exception&) {
     return Status::error(ENOMEM, "block table");
   }

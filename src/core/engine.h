@@ -49,6 +49,12 @@ class Engine {
   // `reserve_pool` false the region takes second-tier space only as it is evicted (the
   // preload's heap arena, which is sized to the whole pool).
   Status adopt(void* address, size_t length, bool reserve_pool = true) noexcept;
+  // Puts an existing MAP_SHARED mapping of a memfd or shmem file under EMP (QEMU's
+  // memory-backend-memfd). Its file range must still be all holes; nothing else may map
+  // that range (another process's mapping would not fault through EMP). Evicted and
+  // discarded blocks become holes again (MADV_REMOVE). ENOTSUP when the kernel's
+  // userfaultfd lacks shared-memory support. `reserve_pool` as for adopt().
+  Status adopt_shared(void* address, size_t length, bool reserve_pool = true) noexcept;
   // Takes the region starting at `address` back from EMP (unmapping it if map() made it).
   Status release(void* address) noexcept;
 
@@ -98,7 +104,12 @@ class Engine {
 
  private:
   Engine(EngineConfig config, os::Userfaultfd uffd);
-  Status add_region(uintptr_t base, size_t length, bool owns_memory, bool reserve_pool = true) noexcept;
+  struct RegionKind {
+    bool owns_memory = false;  // the region unmaps its memory when it goes
+    bool reserve_pool = true;  // second-tier space is reserved up front
+    bool shared_memory = false;
+  };
+  Status add_region(uintptr_t base, size_t length, RegionKind kind) noexcept;
   Status release_locked(void* address) noexcept;
   template <typename Change>
   Status for_each_cut(void* start, size_t length, Change&& change) noexcept;

@@ -156,6 +156,7 @@ Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_st
   // The pieces inherit every other block's state; cut blocks are charged for what stays.
   for (const auto& piece : pieces) {
     if (region->may_be_unreadable()) piece->mark_may_be_unreadable();
+    if (region->shared_memory()) piece->set_shared_memory();
     for (size_t j = 0; j < piece->block_count(); ++j) {
       BlockRange range = piece->block_range(j);
       size_t old = region->block_index(range.start);
@@ -194,7 +195,7 @@ Status Engine::discard_range(void* start, size_t length) noexcept {
         // The whole block: back to never-touched.
         if (state == BlockState::kResident) {
           budget_.uncharge(range.length);
-          os::raw_madvise(range.pointer(), range.length, MADV_DONTNEED);
+          (void)region->drop_pages(range.start, range.length);
         }
         free_slot(*region, k, &word);
         block.release(static_cast<uint32_t>(BlockState::kEmpty));
@@ -212,7 +213,7 @@ Status Engine::discard_range(void* start, size_t length) noexcept {
       }
       uintptr_t zero_start = std::max(cut_start, range.start);
       uintptr_t zero_end = std::min(cut_end, range.start + range.length);
-      os::raw_madvise(reinterpret_cast<void*>(zero_start), zero_end - zero_start, MADV_DONTNEED);
+      (void)region->drop_pages(zero_start, zero_end - zero_start);
       Status error;
       (void)uffd_.zeropage(reinterpret_cast<void*>(zero_start), zero_end - zero_start, /*wake=*/true, &error);
       drop_copy(*region, k, &word);

@@ -113,7 +113,7 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
                  install(range.start + offset + length, staging + offset + length, range.length - offset - length, protect));
       if (!ok) {
         // The critical subblock is already mapped: drop it again so nothing stale stays.
-        drop(range);
+        drop(region, range);
         return false;
       }
     } else {
@@ -145,9 +145,9 @@ void Pager::make_dirty(Region& region, size_t index, uint32_t word) noexcept {
   block.release(next);
 }
 
-void Pager::drop(const BlockRange& range) noexcept {
-  if (os::raw_madvise(range.pointer(), range.length, MADV_DONTNEED) != 0)
-    EMP_ERROR_LIMITED("pager", "madvise(DONTNEED) at %#lx: %s", range.start, std::strerror(errno));
+void Pager::drop(const Region& region, const BlockRange& range) noexcept {
+  if (region.drop_pages(range.start, range.length) != 0)
+    EMP_ERROR_LIMITED("pager", "dropping the pages at %#lx: %s", range.start, std::strerror(errno));
 }
 
 uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch) noexcept {
@@ -256,7 +256,7 @@ uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratc
       block.release(v.word | BlockMeta::kHeatMask);
       continue;
     }
-    drop(range);
+    drop(*v.region, range);
     uint32_t next = v.word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask | BlockMeta::kPredicted);
     uint32_t streak = BlockMeta::write_streak_of(v.word);
     if (!dirty[i]) next = BlockMeta::with_write_streak(next, 0);

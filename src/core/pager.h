@@ -49,7 +49,7 @@ class Pager {
   bool install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect) noexcept;
   bool read_subblocks(Region& region, size_t index, size_t first, size_t last, std::byte* staging, Scratch& scratch) noexcept;
   uint64_t write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch) noexcept;
-  void drop(const BlockRange& range) noexcept;
+  void drop(const Region& region, const BlockRange& range) noexcept;
 
   os::Userfaultfd& uffd_;
   tier::Pool& pool_;

@@ -1,5 +1,7 @@
 #include "core/region.h"
 
+#include <sys/mman.h>
+
 #include <new>
 
 #include "os/raw_syscalls.h"
@@ -23,6 +25,10 @@ Region::Region(uintptr_t base, size_t length, uint64_t block_size, uint64_t subb
 
 Region::~Region() {
   if (owns_memory_) os::raw_munmap(reinterpret_cast<void*>(base_), length_);
+}
+
+int Region::drop_pages(uintptr_t start, size_t length) const noexcept {
+  return os::raw_madvise(reinterpret_cast<void*>(start), length, shared_memory_ ? MADV_REMOVE : MADV_DONTNEED);
 }
 
 BlockRange Region::block_range(size_t index) const noexcept {

@@ -48,6 +48,14 @@ class Region {
   // out of it must go through /proc/self/mem, which ignores protections.
   bool may_be_unreadable() const noexcept { return unreadable_.load(std::memory_order_acquire); }
   void mark_may_be_unreadable() noexcept { unreadable_.store(true, std::memory_order_release); }
+  // Shared memory (a MAP_SHARED memfd or shmem mapping, e.g. QEMU's memory-backend-memfd):
+  // its pages live in the file, so dropping them must punch holes (MADV_REMOVE) for a
+  // later touch to fault again. Set before the region is shared.
+  bool shared_memory() const noexcept { return shared_memory_; }
+  void set_shared_memory() noexcept { shared_memory_ = true; }
+  // Gives the pages of [start, start + length) back to the kernel; the next touch faults.
+  // Returns 0 or -1 with errno, like madvise.
+  int drop_pages(uintptr_t start, size_t length) const noexcept;
 
   size_t block_index(uintptr_t address) const noexcept { return (address - first_block_start_) / block_size_; }
   BlockMeta& block(size_t index) noexcept { return blocks_[index]; }
@@ -69,6 +77,7 @@ class Region {
   size_t block_count_;
   bool owns_memory_;
   bool reserves_pool_ = true;
+  bool shared_memory_ = false;
   std::atomic<bool> retired_{false};
   std::atomic<bool> unreadable_{false};
   os::Mapping table_;

@@ -55,6 +55,8 @@ UffdFeatures UffdFeatures::from_raw(uint64_t raw) noexcept {
   UffdFeatures f;
   f.raw = raw;
   f.write_protect = raw & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+  f.missing_shmem = raw & UFFD_FEATURE_MISSING_SHMEM;
+  f.wp_shmem = raw & UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
   f.minor_shmem = raw & UFFD_FEATURE_MINOR_SHMEM;
   f.move = raw & UFFD_FEATURE_MOVE;
   f.wp_async = raw & UFFD_FEATURE_WP_ASYNC;
@@ -75,6 +77,8 @@ std::string UffdFeatures::describe() const {
     text += name;
   };
   add(write_protect, "WP");
+  add(missing_shmem, "MISSING_SHMEM");
+  add(wp_shmem, "WP_SHMEM");
   add(minor_shmem, "MINOR_SHMEM");
   add(move, "MOVE");
   add(wp_async, "WP_ASYNC");
@@ -129,6 +133,8 @@ Userfaultfd Userfaultfd::open(const UffdOpenOptions& options) {
     uint64_t wanted = (options.events & offered);
     if (wp) wanted |= UFFD_FEATURE_PAGEFAULT_FLAG_WP;
     if (features.thread_id) wanted |= UFFD_FEATURE_THREAD_ID;
+    if (features.missing_shmem) wanted |= UFFD_FEATURE_MISSING_SHMEM;
+    if (wp && features.wp_shmem) wanted |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
     UniqueFd fd(attempt.create(flags));
     if (!fd.valid() || !api_handshake(fd.get(), wanted, nullptr))
       throw std::system_error(errno, std::generic_category(), "userfaultfd UFFDIO_API");

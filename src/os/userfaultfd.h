@@ -36,6 +36,8 @@ namespace emp::os {
 struct UffdFeatures {
   uint64_t raw = 0;  // what the kernel offers
   bool write_protect = false;
+  bool missing_shmem = false;  // MISSING faults on shared memory (memfd, shmem)
+  bool wp_shmem = false;       // write-protect on shared memory
   bool minor_shmem = false;
   bool move = false;
   bool wp_async = false;
@@ -66,6 +68,11 @@ class Userfaultfd {
   int fd() const noexcept { return fd_.get(); }
   const UffdFeatures& features() const noexcept { return features_; }
   bool write_protect_enabled() const noexcept { return wp_enabled_; }
+  // Shared memory (a MAP_SHARED memfd or shmem mapping) can be registered: MISSING
+  // faults, and write-protect too when that is in use.
+  bool shared_memory_enabled() const noexcept {
+    return features_.missing_shmem && (!wp_enabled_ || features_.wp_shmem);
+  }
   bool user_mode_only() const noexcept { return user_mode_only_; }
   const char* open_method() const noexcept { return method_; }
 

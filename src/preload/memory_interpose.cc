@@ -1,15 +1,22 @@
-// mmap, munmap, mremap, mprotect, madvise and pthread_create of libemp.so.
+// mmap, munmap, mremap, mprotect, madvise, fallocate and pthread_create of libemp.so.
 //
 // An application thread's anonymous private mappings become EMP regions; mimalloc's
 // mappings are carved from the heap arena; everything else (files, shared memory,
-// EMP's own threads, a forked child) passes straight to the kernel. Calls that touch
+// EMP's own threads, a forked child) passes straight to the kernel. In guest-RAM mode
+// (emp-qemu) only the guest RAM is managed, anonymous or a memfd, and hole punches in
+// that memfd become discards. Calls that touch
 // managed memory keep EMP's books exact: munmap forgets (and splits) regions, madvise
 // discards, mprotect without read access is noted for the evictor, mremap of a managed
 // range copies into a new managed range. Every entry point is exception-free and sets
 // errno like the kernel.
 #include <errno.h>
 #include <pthread.h>
+#include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 
 #include <algorithm>
 #include <cstdarg>
@@ -82,6 +89,43 @@ bool in_arena(Runtime& rt, const void* addr, size_t length) noexcept {
   return rt.arena() && rt.arena()->contains(addr, length);
 }
 
+// True for a MAP_SHARED mapping of a memfd or other shmem file (not hugetlbfs).
+bool is_shared_memfd(int flags, int fd, struct stat* st) noexcept {
+  struct statfs fs{};
+  return (flags & MAP_TYPE) == MAP_SHARED && fd >= 0 && ::fstatfs(fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC &&
+         ::fstat(fd, st) == 0;
+}
+
+// emp-qemu: only QEMU's activation of the guest RAM is managed, a read-write MAP_FIXED
+// mapping of exactly the announced size: anonymous private (plain -m, memory-backend-ram)
+// or of a memfd (memory-backend-memfd). The TCG buffer, ROMs and the rest are not.
+void* guest_ram_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, int fd, off_t offset) noexcept {
+  bool activation = (flags & MAP_FIXED) && page_round(length) == rt.guest_ram_bytes() && prot == (PROT_READ | PROT_WRITE);
+  struct stat st{};
+  bool anonymous = is_anonymous_private(flags);
+  bool memfd = !anonymous && activation && offset == 0 && is_shared_memfd(flags, fd, &st);
+  if (!activation || (!anonymous && !memfd)) return os::raw_mmap(addr, length, prot, flags, fd, offset);
+  void* p = os::raw_mmap(addr, length, prot, anonymous ? (flags & ~MAP_POPULATE) : flags, anonymous ? -1 : fd, offset);
+  if (p == MAP_FAILED) return p;
+  core::Engine& engine = rt.engine();
+  // emp-qemu checked that the guest RAM fits in local DRAM plus the second tier; the
+  // region takes tier space as blocks are evicted (a full up-front reservation would
+  // also need the resident part, and the edge blocks of an unaligned mapping, in the tier).
+  Status status = anonymous ? engine.adopt(p, page_round(length), /*reserve_pool=*/false)
+                            : engine.adopt_shared(p, page_round(length), /*reserve_pool=*/false);
+  if (!status) {
+    // Never run the guest on unmanaged RAM behind the user's back.
+    EMP_ERROR("preload", "cannot manage the guest RAM (%s mapping of %zu bytes): %s", anonymous ? "anonymous" : "memfd",
+              length, status.to_string().c_str());
+    os::raw_munmap(p, length);
+    return fail(status.code() ? status.code() : ENOMEM);
+  }
+  if (memfd)
+    rt.set_guest_memfd({fd, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                        reinterpret_cast<uintptr_t>(p), page_round(length)});
+  return p;
+}
+
 void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, int fd, off_t offset) noexcept {
   InternalScope scope;
   core::Engine& engine = rt.engine();
@@ -90,12 +134,8 @@ void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, 
     if (in_arena(rt, addr, page_round(length))) return fail(EINVAL);  // the heap's own space
     (void)engine.forget_range(addr, page_round(length));
   }
+  if (rt.guest_ram_bytes()) return guest_ram_mmap(rt, addr, length, prot, flags, fd, offset);
   if (!is_anonymous_private(flags)) return os::raw_mmap(addr, length, prot, flags, fd, offset);
-  // emp-qemu: only QEMU's activation of the guest RAM (a read-write MAP_FIXED mapping of
-  // exactly the announced size) is managed; the TCG buffer, ROMs and the rest are not.
-  if (rt.guest_ram_bytes() && !((flags & MAP_FIXED) && page_round(length) == rt.guest_ram_bytes() &&
-                                prot == (PROT_READ | PROT_WRITE)))
-    return os::raw_mmap(addr, length, prot, flags, fd, offset);
   void* p = os::raw_mmap(addr, length, prot, flags & ~MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) return p;
   Status status = engine.adopt(p, page_round(length));
@@ -272,6 +312,30 @@ int madvise(void* addr, size_t length, int advice) {
       return emp::os::raw_madvise(addr, length, advice);
   }
 }
+
+// QEMU discards memfd-backed guest RAM (virtio-balloon, free-page reporting) by punching
+// holes in the memfd before its madvise: EMP discards the blocks instead, which punches
+// the same holes without racing its own evictions. Everything else goes to the kernel.
+int fallocate64(int fd, int mode, off_t offset, off_t length) {
+  Runtime* rt = managing_runtime();
+  const Runtime::GuestMemfd* memfd = rt ? rt->guest_memfd() : nullptr;
+  struct stat st{};
+  if (memfd && fd == memfd->fd && (mode & FALLOC_FL_PUNCH_HOLE) && offset >= 0 && length > 0 &&
+      static_cast<uint64_t>(offset) + static_cast<uint64_t>(length) <= memfd->length && ::fstat(fd, &st) == 0 &&
+      static_cast<uint64_t>(st.st_dev) == memfd->device && static_cast<uint64_t>(st.st_ino) == memfd->inode) {
+    InternalScope scope;
+    emp::Status status = rt->engine().discard_range(reinterpret_cast<void*>(memfd->base + static_cast<uintptr_t>(offset)),
+                                               static_cast<size_t>(length));
+    if (!status) {
+      errno = status.code() ? status.code() : EIO;
+      return -1;
+    }
+    return 0;
+  }
+  return static_cast<int>(::syscall(SYS_fallocate, fd, mode, offset, length));
+}
+
+int fallocate(int fd, int mode, off_t offset, off_t length) { return fallocate64(fd, mode, offset, length); }
 
 int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*routine)(void*), void* argument) {
   using Fn = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);

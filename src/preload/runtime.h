@@ -39,6 +39,21 @@ class Runtime {
   HeapArena* arena() noexcept { return arena_.get(); }
   // emp-qemu: the size of the one mapping to manage (0: the heap and every anonymous mapping).
   uint64_t guest_ram_bytes() const noexcept { return guest_ram_bytes_; }
+  // emp-qemu with memory-backend-memfd: the memfd behind the managed guest RAM, so QEMU's
+  // hole punches in it (fallocate) become discards of the guest RAM.
+  struct GuestMemfd {
+    int fd = -1;
+    uint64_t device = 0, inode = 0;
+    uintptr_t base = 0;  // where the file's offset 0 is mapped
+    size_t length = 0;
+  };
+  void set_guest_memfd(const GuestMemfd& memfd) noexcept {
+    guest_memfd_ = memfd;
+    has_guest_memfd_.store(true, std::memory_order_release);
+  }
+  const GuestMemfd* guest_memfd() const noexcept {
+    return has_guest_memfd_.load(std::memory_order_acquire) ? &guest_memfd_ : nullptr;
+  }
 
   // MADV_WIPEONFORK / MADV_KEEPONFORK bookkeeping (a child reads zeros there).
   void note_wipe_on_fork(uintptr_t start, size_t length, bool wipe) noexcept;
@@ -62,6 +77,8 @@ class Runtime {
   std::unique_ptr<control::ControlServer> control_;          // `emp` commands
   std::string mem_path_;
   uint64_t guest_ram_bytes_ = 0;
+  GuestMemfd guest_memfd_;
+  std::atomic<bool> has_guest_memfd_{false};
   // fork(): the socketpair and pool id of the child being forked (under the fork handlers).
   UniqueFd fork_parent_end_, fork_child_end_;
   uint64_t fork_child_id_ = 0;

@@ -34,6 +34,40 @@ uint64_t parse_ram_option(const std::string& value) {
   return (*bytes + kQemuRamAlign - 1) / kQemuRamAlign * kQemuRamAlign;
 }
 
+// The value of `key=` in a comma-separated QEMU property list, or "" when absent.
+std::string property_of(const std::string& value, const std::string& key) {
+  size_t start = 0;
+  while (start <= value.size()) {
+    size_t comma = value.find(',', start);
+    std::string part = value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (part.rfind(key + "=", 0) == 0) return part.substr(key.size() + 1);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return "";
+}
+
+bool is_on(const std::string& flag) { return flag == "on" || flag == "yes" || flag == "true"; }
+bool is_off(const std::string& flag) { return flag == "off" || flag == "no" || flag == "false"; }
+
+// -object memory-backend-*: refuses what EMP cannot manage; returns the backend's size
+// (0 when it is not a RAM backend or gives none).
+uint64_t check_memory_backend(const std::string& value) {
+  std::string type = value.substr(0, value.find(','));
+  if (type == "memory-backend-file")
+    bad("-object " + type + ": file-backed guest RAM is not EMP-managed; use memory-backend-ram or memory-backend-memfd");
+  if (type != "memory-backend-ram" && type != "memory-backend-memfd") return 0;
+  if (type == "memory-backend-memfd" && is_on(property_of(value, "hugetlb")))
+    bad("-object " + value + ": hugetlb memfd guest RAM is not EMP-managed (drop hugetlb=on)");
+  if (type == "memory-backend-memfd" && is_off(property_of(value, "share")))
+    bad("-object " + value + ": share=off maps the memfd privately; EMP manages a shared memfd (drop share=off)");
+  std::string size = property_of(value, "size");
+  if (size.empty()) return 0;
+  auto bytes = parse_size(size, 1);
+  if (!bytes || *bytes == 0) bad("-object " + value + ": size=" + size + " is not a memory size");
+  return (*bytes + kQemuRamAlign - 1) / kQemuRamAlign * kQemuRamAlign;
+}
+
 bool takes_value(const std::string& option) {
   // The QEMU options emp-qemu looks into; every other argument passes through unread.
   return option == "-m" || option == "-object" || option == "-machine" || option == "-M" || option == "-mem-path";
@@ -44,6 +78,7 @@ bool takes_value(const std::string& option) {
 QemuLaunch parse_qemu_command_line(const std::vector<std::string>& args, const std::string& qemu_from_env) {
   QemuLaunch launch;
   if (!qemu_from_env.empty()) launch.qemu = qemu_from_env;
+  uint64_t backend_bytes = 0;  // a RAM backend's size= (QEMU's RAM size when -m is absent)
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     auto value_of = [&](const std::string& name) -> std::string {
@@ -72,9 +107,8 @@ QemuLaunch parse_qemu_command_line(const std::vector<std::string>& args, const s
       if (arg == "-m") launch.guest_ram_bytes = parse_ram_option(value);
       if (value.find("prealloc=on") != std::string::npos || value.find("prealloc=yes") != std::string::npos)
         bad(arg + " " + value + ": prealloc would touch all guest RAM at start; EMP brings it in on demand");
-      if (arg == "-object" && (value.rfind("memory-backend-file", 0) == 0 || value.rfind("memory-backend-memfd", 0) == 0))
-        bad("-object " + value.substr(0, value.find(',')) +
-            ": only anonymous guest RAM (plain -m, or memory-backend-ram) is EMP-managed so far");
+      if (arg == "-object")
+        if (uint64_t bytes = check_memory_backend(value)) backend_bytes = bytes;
       launch.qemu_args.push_back(arg);
       launch.qemu_args.push_back(value);
       ++i;
@@ -85,7 +119,7 @@ QemuLaunch parse_qemu_command_line(const std::vector<std::string>& args, const s
   if (launch.mem_path.empty()) bad("no memory path: give --mem-path SPEC (see emp-qemu --help)");
   MemPath path = parse_mem_path(launch.mem_path);  // throws naming the element
   if (path.tiers.empty()) bad("--mem-path " + launch.mem_path + ": names no second tier (donor, device or file)");
-  if (!launch.guest_ram_bytes) launch.guest_ram_bytes = kQemuDefaultRam;
+  if (!launch.guest_ram_bytes) launch.guest_ram_bytes = backend_bytes ? backend_bytes : kQemuDefaultRam;
   uint64_t dram = path.dram_bytes.value_or(0);
   if (launch.guest_ram_bytes > path.pool_bytes() + dram)
     bad("-m " + format_size(launch.guest_ram_bytes) + " is more than local DRAM (" + format_size(dram) +
@@ -104,7 +138,8 @@ std::string usage() {
          "its donors, devices or files, e.g.\n"
          "  emp-qemu -m 256G -smp 24 ... --mem-path \"10.10.0.112:131072:19675|/dev/nvme1n1:131072:0|dram:32768\"\n"
          "Every QEMU argument passes through; -machine mem-merge=off is added. Guest RAM is the -m\n"
-         "size (plain -m or memory-backend-ram); preallocation and file/memfd backends are refused.\n"
+         "size: plain -m, memory-backend-ram or memory-backend-memfd (shared, not hugetlb); nothing\n"
+         "else may map that memfd (no vhost-user). Preallocation and memory-backend-file are refused.\n"
          "EMP_* variables (block size, auth key, ...) apply as for `emp run`; --dry-run prints the\n"
          "environment and the QEMU command instead of running it. `emp ls` and `emp stats` see the\n"
          "QEMU process like any EMP process.\n";

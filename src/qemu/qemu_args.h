@@ -1,8 +1,9 @@
 // QemuLaunch: what emp-qemu makes of its command line. It takes every
 // qemu-system-x86_64 argument plus its own (--mem-path SPEC, --qemu PATH, --dry-run),
 // finds the guest RAM size QEMU will allocate (-m, default 128 MiB, rounded as QEMU
-// rounds it), refuses what cannot work on EMP-managed RAM (preallocation, file or memfd
-// backends, QEMU's own -mem-path, more RAM than local DRAM plus the second tier), and
+// rounds it; a RAM backend's size when -m is absent), refuses what cannot work on
+// EMP-managed RAM (preallocation, memory-backend-file, hugetlb or private memfds, QEMU's
+// own -mem-path, more RAM than local DRAM plus the second tier), and
 // returns QEMU's argument list with -machine mem-merge=off added. Pure; throws
 // std::invalid_argument with a message naming the argument.
 #pragma once

@@ -44,12 +44,25 @@ TEST(EmpQemuArgs, QemuArgumentsPassThroughWithMemMergeOff) {
   EXPECT_EQ(parse_qemu_command_line({"--mem-path=" + kPath, "--dry-run"}, "").dry_run, true);
 }
 
+TEST(EmpQemuArgs, TakesAMemfdBackendAndItsSize) {
+  auto launch = parse({"-object", "memory-backend-memfd,id=m,size=1G,share=on", "-machine", "memory-backend=m"});
+  EXPECT_EQ(launch.guest_ram_bytes, 1ULL << 30);  // no -m: the backend's size
+  EXPECT_EQ(parse({"-m", "512M", "-object", "memory-backend-memfd,id=m,size=512M"}).guest_ram_bytes, 512ULL << 20);
+}
+
 TEST(EmpQemuArgs, RefusesWhatCannotWorkOnEmpRam) {
   EXPECT_NE(error_of({"-m", "1G"}).find("--mem-path"), std::string::npos);
   EXPECT_NE(error_of({"-m", "1G", "-mem-prealloc", "--mem-path", kPath}).find("-mem-prealloc"), std::string::npos);
   EXPECT_NE(error_of({"-object", "memory-backend-ram,id=m,size=1G,prealloc=on", "--mem-path", kPath}).find("prealloc"),
             std::string::npos);
-  EXPECT_NE(error_of({"-object", "memory-backend-memfd,id=m,size=1G", "--mem-path", kPath}).find("memory-backend-memfd"),
+  EXPECT_NE(error_of({"-object", "memory-backend-file,id=m,size=1G,mem-path=/tmp/x", "--mem-path", kPath})
+                .find("memory-backend-file"),
+            std::string::npos);
+  EXPECT_NE(error_of({"-object", "memory-backend-memfd,id=m,size=1G,hugetlb=on", "--mem-path", kPath}).find("hugetlb"),
+            std::string::npos);
+  EXPECT_NE(error_of({"-object", "memory-backend-memfd,id=m,size=1G,share=off", "--mem-path", kPath}).find("share=off"),
+            std::string::npos);
+  EXPECT_NE(error_of({"-object", "memory-backend-ram,id=m,size=lots", "--mem-path", kPath}).find("lots"),
             std::string::npos);
   EXPECT_NE(error_of({"-mem-path", "/dev/hugepages", "--mem-path", kPath}).find("-mem-path"), std::string::npos);
   EXPECT_NE(error_of({"-m", "8G", "--mem-path", kPath}).find("more than local DRAM"), std::string::npos);
