@@ -31,6 +31,15 @@ void record_first(std::atomic<size_t>& bad, size_t index) {
   bad.compare_exchange_strong(expected, index);
 }
 
+// Completes a result whose verification started at `start` and found `bad` (the first
+// wrong word, SIZE_MAX for none).
+WorkloadResult finish_check(WorkloadResult r, size_t bad, Clock::time_point start) {
+  r.verify_seconds = seconds_since(start);
+  r.verified = bad == SIZE_MAX;
+  if (!r.verified) r.failure = "word " + std::to_string(bad) + " holds a wrong value";
+  return r;
+}
+
 uint64_t pattern(size_t word) {
   return mix64(word * 0x9e3779b97f4a7c15ULL + 0x5eed);
 }
@@ -106,13 +115,18 @@ WorkloadResult run_seq(uint64_t* words, size_t pages, const WorkloadParams& p) {
   init_pattern(words, pages, p.threads);
   r.init_seconds = seconds_since(start);
   std::vector<uint64_t> done(p.threads, 0);  // words processed by each thread
+  // Runs fn(t, begin, end) on each thread t's share of the words (if not empty).
+  auto each_share = [&](auto&& fn) {
+    parallel(p.threads, [&](unsigned t) {
+      auto [begin, end] = share(pages * kWordsPerPage, p.threads, t);
+      if (end > begin) fn(t, begin, end);
+    });
+  };
   if (p.on_run_start) p.on_run_start();
   start = Clock::now();
   Deadline deadline(p.duration);
-  parallel(p.threads, [&](unsigned t) {
-    auto [begin, end] = share(pages * kWordsPerPage, p.threads, t);
+  each_share([&](unsigned t, size_t begin, size_t end) {
     size_t length = end - begin;
-    if (length == 0) return;
     uint64_t limit = p.duration > 0 ? UINT64_MAX : uint64_t{p.passes} * length;
     uint64_t count = 0;
     while (count < limit && !deadline.expired()) {
@@ -129,21 +143,15 @@ WorkloadResult run_seq(uint64_t* words, size_t pages, const WorkloadParams& p) {
   for (uint64_t count : done) r.ops += count * sizeof(uint64_t);
   start = Clock::now();
   std::atomic<size_t> bad{SIZE_MAX};
-  parallel(p.threads, [&](unsigned t) {
-    auto [begin, end] = share(pages * kWordsPerPage, p.threads, t);
-    size_t length = end - begin;
-    if (length == 0) return;
-    uint64_t full = done[t] / length, partial = done[t] % length;
+  each_share([&](unsigned t, size_t begin, size_t end) {
+    uint64_t full = done[t] / (end - begin), partial = done[t] % (end - begin);
     for (size_t w = begin; w < end; ++w)
       if (words[w] != pattern(w) + full + (w - begin < partial ? 1 : 0)) {
         record_first(bad, w);
         return;
       }
   });
-  r.verify_seconds = seconds_since(start);
-  r.verified = bad.load() == SIZE_MAX;
-  if (!r.verified) r.failure = "word " + std::to_string(bad.load()) + " holds a wrong value";
-  return r;
+  return finish_check(r, bad.load(), start);
 }
 
 WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p) {
@@ -219,10 +227,7 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
         }
     }
   });
-  r.verify_seconds = seconds_since(start);
-  r.verified = bad.load() == SIZE_MAX;
-  if (!r.verified) r.failure = "word " + std::to_string(bad.load()) + " holds a wrong value";
-  return r;
+  return finish_check(r, bad.load(), start);
 }
 
 struct Checksum {
