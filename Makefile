@@ -52,7 +52,9 @@ test-tsan:
 test-rdma: build
 	@scripts/rdma/run.sh $(CURDIR)/$(BUILD_DIR)
 
-demo: build
+# The build runs as a sub-make without its directory lines, so the demo's output stays readable.
+demo:
+	@$(MAKE) --no-print-directory build
 	@scripts/demo.sh $(BUILD_DIR)
 
 # EMP side by side with all-local memory and Linux swap/zswap (bench/compare, root, about
