@@ -58,7 +58,7 @@ demo:
 	@scripts/demo.sh $(BUILD_DIR)
 
 # EMP side by side with all-local memory and Linux swap/zswap (bench/compare, root, about
-# 8 minutes on 2 cores); writes bench/results/latest/. Options: COMPARE_ARGS="--help".
+# 6 minutes on 2 cores); writes bench/results/latest/. Options: COMPARE_ARGS="--help".
 bench-compare: build
 	@scripts/install-deps.sh $(BENCH_PACKAGES)
 	@bench/compare --build $(BUILD_DIR) $(COMPARE_ARGS)
