@@ -86,10 +86,10 @@ void print_stats_table(const JsonValue& reply) {
     throw RuntimeError("the process sent a stats reply without 'stats' and 'dram'");
   const JsonValue& s = *stats;
   std::printf("EMP process %llu\n", (unsigned long long)reply.u64("pid"));
-  std::printf("  faults         %llu  (zero %llu, fetch %llu, local %llu; write-protect %llu)\n",
+  std::printf("  faults         %llu  (zero %llu, fetch %llu, local %llu; write-protect %llu); prefetched blocks %llu\n",
               (unsigned long long)s.u64("faults"), (unsigned long long)s.u64("faults_zero"),
               (unsigned long long)s.u64("faults_fetch"), (unsigned long long)s.u64("faults_local"),
-              (unsigned long long)s.u64("faults_write_protect"));
+              (unsigned long long)s.u64("faults_write_protect"), (unsigned long long)s.u64("prefetched"));
   std::printf("  fault latency  p50 %s, p99 %s   (fetch: p50 %s, p99 %s)\n", percentile(s, "fault_p50_us").c_str(),
               percentile(s, "fault_p99_us").c_str(), percentile(s, "fetch_p50_us").c_str(),
               percentile(s, "fetch_p99_us").c_str());

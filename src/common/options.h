@@ -31,6 +31,7 @@ struct Options {
   uint64_t subblock_size = 16ULL << 10;
   bool csf = true;
   bool elastic = false;
+  bool prefetch = true;
   unsigned replicas = 1;
   unsigned fault_threads = 2;
   std::string transport = "auto";  // auto (the donor's own: verbs or tcp), tcp, verbs, shm

@@ -28,6 +28,7 @@ struct Victim {
 class ClockPolicy {
  public:
   explicit ClockPolicy(const RegionTable& table) : table_(table) {}
+  const RegionTable& regions() const noexcept { return table_; }
 
   // Fills `out` with up to out.size() victims totalling at most max_bytes (at least one
   // if any block can be evicted). The snapshot keeps the victims' regions alive.

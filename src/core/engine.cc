@@ -36,9 +36,6 @@ std::unique_ptr<Engine> Engine::create(EngineConfig config) {
     throw std::system_error(ENOTSUP, std::generic_category(),
                             "this kernel lacks userfaultfd write-protect for anonymous memory (Linux >= 5.7 needed): "
                             "EMP cannot track dirty blocks safely");
-  if (config.options.elastic)
-    EMP_WARN("engine", "EMP_ELASTIC=1 is not implemented yet: every region uses the fixed block size %s",
-             format_size(config.options.block_size).c_str());
   std::unique_ptr<Engine> engine(new Engine(std::move(config), std::move(uffd)));
   engine->evictor_.start();
   engine->faults_.start(engine->options_.fault_threads);
@@ -54,7 +51,7 @@ Engine::Engine(EngineConfig config, os::Userfaultfd uffd)
       clock_(regions_),
       pager_(uffd_, *pool_, budget_, counters_, options_),
       evictor_(clock_, pager_, budget_, counters_, *pool_, options_.block_size),
-      faults_(uffd_, regions_, pager_, evictor_, clock_, budget_, counters_, *pool_, options_.block_size,
+      faults_(uffd_, regions_, pager_, evictor_, clock_, budget_, counters_, *pool_, options_,
               config.fatal ? std::move(config.fatal) : FatalHandler(default_fatal)),
       uffd_options_(config.uffd) {}
 
@@ -161,6 +158,7 @@ EngineStats Engine::stats() const {
   s.faults_fetch = counters_.faults_fetch.load();
   s.faults_write_protect = counters_.faults_write_protect.load();
   s.faults_local = counters_.faults_local.load();
+  s.prefetched = counters_.prefetched.load();
   s.evictions_clean = counters_.evictions_clean.load();
   s.evictions_dirty = counters_.evictions_dirty.load();
   s.evictions_direct = counters_.evictions_direct.load();

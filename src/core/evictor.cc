@@ -35,7 +35,7 @@ void Evictor::stop() noexcept {
 }
 
 void Evictor::kick() noexcept {
-  if (budget_.resident() <= budget_.high_watermark(min_headroom())) return;
+  if (!needs_eviction()) return;
   {
     std::lock_guard lock(mutex_);
     if (kicked_) return;
@@ -67,7 +67,7 @@ void Evictor::run() noexcept {
       if (stopping_) return;
       kicked_ = false;
     }
-    if (budget_.resident() <= budget_.high_watermark(min_headroom())) continue;
+    if (!needs_eviction()) continue;
     // Evict down to the low watermark, batch by batch.
     while (budget_.resident() > budget_.low_watermark(min_headroom())) {
       {

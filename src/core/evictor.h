@@ -29,6 +29,12 @@ class Evictor {
   // Evicts at least `bytes` (one batch) on the caller's thread. Returns bytes evicted.
   uint64_t evict_direct(uint64_t bytes, Scratch& scratch) noexcept;
   uint64_t min_headroom() const noexcept { return 4 * block_size_; }
+  // Above the high watermark, and the managed memory does not all fit in the budget
+  // (when it does, nothing ever needs evicting: e.g. a program given 100 % local).
+  bool needs_eviction() const noexcept {
+    return budget_.resident() > budget_.high_watermark(min_headroom()) &&
+           clock_.regions().managed_bytes() > budget_.budget();
+  }
 
  private:
   static constexpr size_t kBatchBlocks = 64;

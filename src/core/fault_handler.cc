@@ -24,9 +24,19 @@ uint64_t now_ns() noexcept {
 
 }  // namespace
 
+namespace {
+constexpr uint64_t kReadaheadBytes = 512 << 10;
+}  // namespace
+
+uint64_t FaultHandler::staging_bytes(const Options& options) noexcept {
+  uint64_t bytes = std::max<uint64_t>(options.block_size, 64 << 10);
+  if (options.prefetch || options.elastic) bytes = std::max(bytes, kReadaheadBytes);
+  return bytes;
+}
+
 FaultHandler::FaultHandler(os::Userfaultfd& uffd, RegionTable& regions, Pager& pager, Evictor& evictor,
                            ClockPolicy& clock, FrameBudget& budget, EngineCounters& counters, tier::Pool& pool,
-                           uint64_t block_size, FatalHandler fatal)
+                           const Options& options, FatalHandler fatal)
     : uffd_(uffd),
       regions_(regions),
       pager_(pager),
@@ -35,7 +45,11 @@ FaultHandler::FaultHandler(os::Userfaultfd& uffd, RegionTable& regions, Pager& p
       budget_(budget),
       counters_(counters),
       pool_(pool),
-      block_size_(block_size),
+      block_size_(options.block_size),
+      staging_bytes_(staging_bytes(options)),
+      prefetch_(options.prefetch),
+      elastic_(options.elastic),
+      max_window_(static_cast<uint32_t>(std::min<uint64_t>(64, staging_bytes_ / block_size_))),
       fatal_(std::move(fatal)) {}
 
 FaultHandler::~FaultHandler() { stop(); }
@@ -46,7 +60,7 @@ void FaultHandler::start(unsigned threads) {
   scratches_.clear();
   scratches_.reserve(threads);
   for (unsigned i = 0; i < threads; ++i) {
-    auto scratch = Scratch::create(pool_, std::max<uint64_t>(block_size_, 64 << 10));
+    auto scratch = Scratch::create(pool_, staging_bytes_);
     throw_if_error(scratch.status());
     scratches_.push_back(std::move(*scratch));
   }
@@ -163,7 +177,10 @@ void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, 
   uint64_t length = region.block_range(index).length;
   charge(length, scratch);
   for (int attempt = 0;; ++attempt) {
-    if (pager_.fill(region, index, word, address, is_write, clock_.epoch(), scratch)) return;
+    if (pager_.fill(region, index, word, address, is_write, clock_.epoch(), scratch)) {
+      read_ahead(region, index, is_write, scratch);
+      return;
+    }
     if (attempt == 3) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10 << attempt));
   }
@@ -174,6 +191,21 @@ void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, 
                 "cannot read back memory at %#lx from the second tier (%s); its data is unavailable", address,
                 block.slot.valid() ? pool_.tier(block.slot.tier()).name().c_str() : "no tier");
   fatal_(message);
+}
+
+void FaultHandler::read_ahead(Region& region, size_t index, bool is_write, Scratch& scratch) noexcept {
+  if ((!prefetch_ && !elastic_) || max_window_ < 2) return;
+  FaultLocality::Window window = region.locality().next_window(index, elastic_, max_window_);
+  if (window.blocks < 2) return;
+  size_t count = window.blocks - 1;
+  size_t filled = 0;
+  if (!window.backward) {
+    filled = pager_.fill_ahead(region, index + 1, count, is_write, scratch);
+  } else if (index > 0) {
+    count = std::min(count, index);
+    filled = pager_.fill_ahead(region, index - count, count, is_write, scratch);
+  }
+  if (filled) evictor_.kick();
 }
 
 void FaultHandler::on_write_protect(Region& region, uintptr_t address) noexcept {

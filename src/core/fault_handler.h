@@ -1,8 +1,10 @@
 // FaultHandler: N threads (`emp-fault-<i>`) that read batches of userfaultfd messages
 // and resolve them: missing faults fill the block (charging the DRAM budget first,
 // evicting directly only when the evictor cannot keep up), write-protect faults mark the
-// block dirty. No global lock: each fault takes only its block's busy bit. Threads sleep
-// in poll() and are stopped through an eventfd. Start/stop from the owning engine.
+// block dirty. No global lock: each fault takes only its block's busy bit. Readahead
+// (EMP_PREFETCH, EMP_ELASTIC): after a fill, the region's fault locality may bring the
+// following blocks in with one batch. Threads sleep in poll() and are stopped through an
+// eventfd. Start/stop from the owning engine.
 #pragma once
 
 #include <linux/userfaultfd.h>
@@ -24,7 +26,10 @@ using FatalHandler = std::function<void(const char* message)>;
 class FaultHandler {
  public:
   FaultHandler(os::Userfaultfd& uffd, RegionTable& regions, Pager& pager, Evictor& evictor, ClockPolicy& clock,
-               FrameBudget& budget, EngineCounters& counters, tier::Pool& pool, uint64_t block_size, FatalHandler fatal);
+               FrameBudget& budget, EngineCounters& counters, tier::Pool& pool, const Options& options,
+               FatalHandler fatal);
+  // Staging memory each fault thread needs: a block, or the readahead window.
+  static uint64_t staging_bytes(const Options& options) noexcept;
   ~FaultHandler();
   void start(unsigned threads);  // throws
   void stop() noexcept;
@@ -35,6 +40,8 @@ class FaultHandler {
   void on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch) noexcept;
   void on_write_protect(Region& region, uintptr_t address) noexcept;
   void charge(uint64_t bytes, Scratch& scratch) noexcept;
+  // After a fill: the region's locality decides whether the next blocks come along.
+  void read_ahead(Region& region, size_t index, bool is_write, Scratch& scratch) noexcept;
 
   os::Userfaultfd& uffd_;
   RegionTable& regions_;
@@ -45,6 +52,9 @@ class FaultHandler {
   EngineCounters& counters_;
   tier::Pool& pool_;
   uint64_t block_size_;
+  uint64_t staging_bytes_;
+  bool prefetch_, elastic_;
+  uint32_t max_window_;  // blocks per readahead window (1 = readahead off)
   FatalHandler fatal_;
   UniqueFd stop_fd_;
   std::vector<Scratch> scratches_;

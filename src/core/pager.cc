@@ -38,7 +38,8 @@ Status Pager::wake(uintptr_t address) noexcept {
   return uffd_.wake(reinterpret_cast<void*>(address & ~(kPage - 1)), kPage);
 }
 
-bool Pager::install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect) noexcept {
+bool Pager::install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect,
+                    bool quiet) noexcept {
   size_t done = 0;
   while (done < length) {
     Status error;
@@ -53,7 +54,8 @@ bool Pager::install(uintptr_t destination, const std::byte* source, size_t lengt
       done += kPage;
       continue;
     }
-    if (!error) continue;  // EAGAIN: the address space changed under us; retry the rest
+    if (error) continue;  // EAGAIN (no error set): the address space changed under us; retry the rest
+    if (quiet) return false;
     EMP_ERROR_LIMITED("pager", "%s at %#lx (+%zu bytes)", error.to_string().c_str(), destination + done, length - done);
     return false;
   }
@@ -131,6 +133,87 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
   next |= (freq << BlockMeta::kFreqShift) | (freq << BlockMeta::kHeatShift);
   block.release(next);
   return true;
+}
+
+size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_write, Scratch& scratch) noexcept {
+  constexpr size_t kMaxAhead = 64;
+  std::byte* staging = scratch.staging.data();
+  const size_t capacity = scratch.staging.size();
+  const uint64_t sub = region.subblock_size();
+  uint32_t words[kMaxAhead];
+  unsigned span_tier[Scratch::kMaxSpans];
+  size_t taken = 0, spans = 0;
+  uint64_t bytes = 0;
+  count = std::min(count, kMaxAhead);
+  for (; taken < count && first + taken < region.block_count(); ++taken) {
+    size_t index = first + taken;
+    BlockMeta& block = region.block(index);
+    BlockRange range = region.block_range(index);
+    size_t subblocks = (range.length + sub - 1) / sub;
+    if (bytes + range.length > capacity || spans + subblocks > Scratch::kMaxSpans) break;
+    uint32_t word;
+    if (!block.try_acquire(&word)) break;
+    BlockState state = BlockMeta::state_of(word);
+    if (state == BlockState::kResident || region.retired() || !budget_.try_charge(range.length)) {
+      block.release(word);
+      break;
+    }
+    words[taken] = word;
+    if (state == BlockState::kEvicted) {
+      for (size_t i = 0; i < subblocks; ++i) {
+        uint64_t offset = i * sub;
+        scratch.spans[spans] = tier::IoSpan{block.slot.offset() + offset, staging + bytes + offset,
+                                            std::min<uint64_t>(sub, range.length - offset)};
+        span_tier[spans++] = block.slot.tier();
+      }
+    } else {
+      std::memset(staging + bytes, 0, range.length);
+    }
+    bytes += range.length;
+  }
+  if (taken == 0) return 0;
+  // One batch per tier, then one copy for the whole run.
+  bool ok = true;
+  bool done[Scratch::kMaxSpans] = {};
+  for (size_t head = 0; head < spans && ok; ++head) {
+    if (done[head]) continue;
+    tier::IoSpan batch[Scratch::kMaxSpans];
+    size_t n = 0;
+    for (size_t j = head; j < spans; ++j) {
+      if (done[j] || span_tier[j] != span_tier[head]) continue;
+      done[j] = true;
+      batch[n++] = scratch.spans[j];
+    }
+    Status status = pool_.tier(span_tier[head]).read_batch({batch, n});
+    if (!status) {
+      counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+      EMP_ERROR_LIMITED("pager", "readahead from %s: %s", pool_.tier(span_tier[head]).name().c_str(),
+                        status.to_string().c_str());
+      ok = false;
+    }
+  }
+  uintptr_t start = region.block_range(first).start;
+  if (ok && !install(start, staging, bytes, /*write_protect=*/!as_write, /*quiet=*/true)) {
+    drop(region, BlockRange{start, bytes});
+    ok = false;
+  }
+  for (size_t k = 0; k < taken; ++k) {
+    BlockMeta& block = region.block(first + k);
+    if (!ok) {
+      budget_.uncharge(region.block_range(first + k).length);
+      block.release(words[k]);
+      continue;
+    }
+    // Cold until a fault proves otherwise: no heat, frequency kept.
+    uint32_t next = (words[k] & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask |
+                                  BlockMeta::kPredicted)) |
+                    static_cast<uint32_t>(BlockState::kResident);
+    if (as_write) next = BlockMeta::with_write_streak(next | BlockMeta::kDirty, 3);
+    block.release(next);
+  }
+  if (!ok) return 0;
+  counters_.prefetched.fetch_add(taken, std::memory_order_relaxed);
+  return taken;
 }
 
 void Pager::make_dirty(Region& region, size_t index, uint32_t word) noexcept {

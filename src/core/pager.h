@@ -38,6 +38,12 @@ class Pager {
   // publishes it resident. Returns false (block left as it was) on a tier error.
   bool fill(Region& region, size_t index, uint32_t word, uintptr_t fault_address, bool is_write, uint32_t epoch,
             Scratch& scratch) noexcept;
+  // Readahead: fills up to `count` blocks from `first` on, stopping at the first one that
+  // is resident, busy, or would exceed the DRAM budget (it never evicts). One tier batch
+  // per tier and one UFFDIO_COPY for the run; the blocks are mapped clean and
+  // write-protected, or writable and dirty when `as_write` (a write stream). Takes and
+  // releases the blocks' busy bits itself. Returns the number of blocks filled.
+  size_t fill_ahead(Region& region, size_t first, size_t count, bool as_write, Scratch& scratch) noexcept;
   // Write fault on a resident clean block the caller holds busy: mark dirty, unprotect.
   void make_dirty(Region& region, size_t index, uint32_t word) noexcept;
   // Evicts victims (busy held); releases every victim. Returns the bytes evicted.
@@ -46,7 +52,10 @@ class Pager {
   Status wake(uintptr_t address) noexcept;
 
  private:
-  bool install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect) noexcept;
+  // UFFDIO_COPY of a run; `quiet` for readahead, whose run may cross into a mapping with
+  // other protections (ENOENT) and then simply stops.
+  bool install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect,
+               bool quiet = false) noexcept;
   bool read_subblocks(Region& region, size_t index, size_t first, size_t last, std::byte* staging, Scratch& scratch) noexcept;
   uint64_t write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch) noexcept;
   void drop(const Region& region, const BlockRange& range) noexcept;

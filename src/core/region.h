@@ -7,6 +7,7 @@
 // shared_ptr by the fault handlers and the evictor and is thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +21,43 @@ struct BlockRange {
   uintptr_t start;
   size_t length;
   void* pointer() const noexcept { return reinterpret_cast<void*>(start); }
+};
+
+// Spatial locality of one region's missing faults, for readahead (FaultHandler): the
+// block of the last fault and the current window (blocks fetched per fault). Updated
+// without locks by every fault thread; a hint, never a correctness matter.
+class FaultLocality {
+ public:
+  struct Window {
+    uint32_t blocks = 1;    // blocks to bring in with this fault's (1 = the block alone)
+    bool backward = false;  // the blocks before it rather than after it
+  };
+  // Records a fault on block `index` and returns the window for it. Forward faults
+  // within the window (a stream) double it up to `max_window`; with `elastic`, faults
+  // near the last one in either direction count too (a backward run reads backward), and
+  // a far fault halves the window instead of resetting it.
+  Window next_window(size_t index, bool elastic, uint32_t max_window) noexcept {
+    size_t last = last_block_.exchange(index, std::memory_order_relaxed);
+    uint32_t window = window_.load(std::memory_order_relaxed);
+    size_t distance = SIZE_MAX;
+    bool backward = false;
+    if (last != SIZE_MAX && index > last) distance = index - last;
+    if (elastic && last != SIZE_MAX && index < last) {
+      distance = last - index;
+      backward = true;
+    }
+    if (distance <= size_t{window} + 1) {
+      window = std::min(std::max(2u, window * 2), max_window);
+    } else {
+      window = elastic ? std::max(1u, window / 2) : 1;
+    }
+    window_.store(window, std::memory_order_relaxed);
+    return Window{window, backward};
+  }
+
+ private:
+  std::atomic<size_t> last_block_{SIZE_MAX};
+  std::atomic<uint32_t> window_{1};
 };
 
 class Region {
@@ -53,6 +91,7 @@ class Region {
   // later touch to fault again. Set before the region is shared.
   bool shared_memory() const noexcept { return shared_memory_; }
   void set_shared_memory() noexcept { shared_memory_ = true; }
+  FaultLocality& locality() noexcept { return locality_; }
   // Gives the pages of [start, start + length) back to the kernel; the next touch faults.
   // Returns 0 or -1 with errno, like madvise.
   int drop_pages(uintptr_t start, size_t length) const noexcept;
@@ -82,6 +121,7 @@ class Region {
   std::atomic<bool> unreadable_{false};
   os::Mapping table_;
   BlockMeta* blocks_;
+  FaultLocality locality_;
 };
 
 }  // namespace emp::core

@@ -23,6 +23,7 @@ void RegionTable::insert(std::shared_ptr<Region> region) {
                              [](uintptr_t a, const std::shared_ptr<Region>& r) { return a < r->base(); });
   if ((it != next->end() && (*it)->base() < region->end()) || (it != next->begin() && (*(it - 1))->end() > region->base()))
     throw std::invalid_argument("memory range overlaps an EMP-managed region");
+  managed_bytes_.fetch_add(region->length(), std::memory_order_relaxed);
   next->insert(it, std::move(region));
   regions_ = std::move(next);
   ++generation_;
@@ -39,6 +40,7 @@ std::shared_ptr<Region> RegionTable::remove(uintptr_t base) noexcept {
     if (r != region) next->push_back(r);
   regions_ = std::move(next);
   ++generation_;
+  managed_bytes_.fetch_sub(region->length(), std::memory_order_relaxed);
   return region;
 }
 
@@ -60,6 +62,9 @@ void RegionTable::replace(const std::shared_ptr<Region>& old_region, const std::
   for (const auto& r : *regions_)
     if (r != old_region) next->push_back(r);
   for (const auto& piece : pieces) next->push_back(piece);
+  uint64_t kept = 0;
+  for (const auto& piece : pieces) kept += piece->length();
+  managed_bytes_.fetch_sub(old_region->length() - kept, std::memory_order_relaxed);
   std::sort(next->begin(), next->end(), [](const auto& a, const auto& b) { return a->base() < b->base(); });
   regions_ = std::move(next);
   ++generation_;

@@ -4,6 +4,7 @@
 // its snapshot. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <shared_mutex>
 #include <vector>
@@ -26,11 +27,14 @@ class RegionTable {
   void replace(const std::shared_ptr<Region>& old_region, const std::vector<std::shared_ptr<Region>>& pieces);
   Snapshot snapshot() const noexcept;
   uint64_t generation() const noexcept;
+  // Total length of the managed regions.
+  uint64_t managed_bytes() const noexcept { return managed_bytes_.load(std::memory_order_relaxed); }
 
  private:
   mutable std::shared_mutex mutex_;
   std::shared_ptr<std::vector<std::shared_ptr<Region>>> regions_ = std::make_shared<std::vector<std::shared_ptr<Region>>>();
   uint64_t generation_ = 0;
+  std::atomic<uint64_t> managed_bytes_{0};
 };
 
 }  // namespace emp::core

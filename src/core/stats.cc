@@ -31,7 +31,7 @@ std::string EngineStats::to_json() const {
   char head[1024];
   std::snprintf(head, sizeof head,
                 "{\"faults\":%llu,\"faults_zero\":%llu,\"faults_fetch\":%llu,\"faults_local\":%llu,"
-                "\"faults_write_protect\":%llu,\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,"
+                "\"faults_write_protect\":%llu,\"prefetched\":%llu,\"fault_p50_us\":%.1f,\"fault_p99_us\":%.1f,"
                 "\"fetch_p50_us\":%.1f,\"fetch_p99_us\":%.1f,"
                 "\"evictions_clean\":%llu,\"evictions_dirty\":%llu,\"evictions_direct\":%llu,\"io_errors\":%llu,"
                 "\"resident_bytes\":%llu,\"budget_bytes\":%llu,\"peak_resident_bytes\":%llu,"
@@ -39,6 +39,7 @@ std::string EngineStats::to_json() const {
                 "\"pool_capacity\":%llu,\"pool_reserved\":%llu,\"bytes_read\":%llu,\"bytes_written\":%llu,\"tiers\":[",
                 (unsigned long long)faults(), (unsigned long long)faults_zero, (unsigned long long)faults_fetch,
                 (unsigned long long)faults_local, (unsigned long long)faults_write_protect,
+                (unsigned long long)prefetched,
                 fault_latency.percentile_ns(0.50) / 1e3, fault_latency.percentile_ns(0.99) / 1e3,
                 fetch_latency.percentile_ns(0.50) / 1e3, fetch_latency.percentile_ns(0.99) / 1e3,
                 (unsigned long long)evictions_clean, (unsigned long long)evictions_dirty,
@@ -64,7 +65,7 @@ std::string EngineStats::to_json() const {
 std::string EngineStats::to_text() const {
   char text[2048];
   std::snprintf(text, sizeof text,
-                "faults            %llu (zero %llu, fetch %llu, local %llu), write-protect %llu\n"
+                "faults            %llu (zero %llu, fetch %llu, local %llu), write-protect %llu, prefetched %llu\n"
                 "fault latency     p50 %.1f us, p99 %.1f us (fetch: p50 %.1f us, p99 %.1f us)\n"
                 "evictions         clean %llu, dirty %llu (on fault path %llu)\n"
                 "resident          %s of %s budget (peak %s)\n"
@@ -72,6 +73,7 @@ std::string EngineStats::to_text() const {
                 "second tier       %s read, %s written, pool %s reserved of %s, io errors %llu\n",
                 (unsigned long long)faults(), (unsigned long long)faults_zero, (unsigned long long)faults_fetch,
                 (unsigned long long)faults_local, (unsigned long long)faults_write_protect,
+                (unsigned long long)prefetched,
                 fault_latency.percentile_ns(0.50) / 1e3, fault_latency.percentile_ns(0.99) / 1e3,
                 fetch_latency.percentile_ns(0.50) / 1e3, fetch_latency.percentile_ns(0.99) / 1e3,
                 (unsigned long long)evictions_clean, (unsigned long long)evictions_dirty,

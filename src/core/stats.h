@@ -17,6 +17,7 @@ struct EngineCounters {
   std::atomic<uint64_t> faults_fetch{0};     // block read from the second tier
   std::atomic<uint64_t> faults_write_protect{0};  // first write to a clean resident block
   std::atomic<uint64_t> faults_local{0};     // already resident (raced with a fill): wake only
+  std::atomic<uint64_t> prefetched{0};       // blocks filled ahead of a fault (readahead)
   std::atomic<uint64_t> evictions_clean{0};  // dropped without I/O
   std::atomic<uint64_t> evictions_dirty{0};  // written back, then dropped
   std::atomic<uint64_t> evictions_direct{0}; // done on the fault path (budget exhausted)
@@ -34,7 +35,7 @@ struct TierStats {
 };
 
 struct EngineStats {
-  uint64_t faults_zero = 0, faults_fetch = 0, faults_write_protect = 0, faults_local = 0;
+  uint64_t faults_zero = 0, faults_fetch = 0, faults_write_protect = 0, faults_local = 0, prefetched = 0;
   uint64_t evictions_clean = 0, evictions_dirty = 0, evictions_direct = 0, io_errors = 0;
   uint64_t resident_bytes = 0, budget_bytes = 0, peak_resident_bytes = 0;
   uint64_t managed_bytes = 0, metadata_bytes = 0, regions = 0;

@@ -87,7 +87,8 @@ TEST(Engine, FirstTouchReadsZerosWithoutTierIo) {
   for (int pass = 0; pass < 2; ++pass)
     for (size_t w = 0; w < bytes / 8; w += 61) ASSERT_EQ(words[w], 0u) << "word " << w;
   auto stats = engine->stats();
-  EXPECT_GT(stats.faults_zero, bytes / setup.block_size);  // evicted zero blocks come back as zeros
+  // Evicted zero blocks come back as zeros (by a fault, or with a readahead window).
+  EXPECT_GT(stats.faults_zero + stats.prefetched, bytes / setup.block_size);
   EXPECT_GT(stats.evictions_clean, 0u);
   EXPECT_EQ(stats.bytes_read, 0u);
   EXPECT_EQ(stats.bytes_written, 0u);
@@ -106,7 +107,9 @@ TEST(Engine, CleanBlocksAreDroppedWithoutWriteBack) {
   // The first read passes write back blocks still dirty from the fill, and blocks that
   // write prediction mapped writable (a block written last time is mapped writable for
   // at most two residencies before it is re-checked with write-protect).
-  for (int pass = 0; pass < 3; ++pass) ASSERT_EQ(check_words(words, 0, bytes / 8, 7), SIZE_MAX);
+  // Readahead maps blocks clean, which ends their streak too. One more pass lets the
+  // evictor finish the write-backs of the last predicted blocks.
+  for (int pass = 0; pass < 4; ++pass) ASSERT_EQ(check_words(words, 0, bytes / 8, 7), SIZE_MAX);
   uint64_t written = engine->stats().bytes_written;
   EXPECT_GE(written, bytes - setup.budget - engine->slack());
   for (int pass = 0; pass < 2; ++pass) ASSERT_EQ(check_words(words, 0, bytes / 8, 7), SIZE_MAX);

@@ -65,6 +65,8 @@ std::unique_ptr<core::Engine> make_engine(const EngineSetup& setup, std::string*
   config.options.block_size = setup.block_size;
   config.options.subblock_size = setup.subblock_size;
   config.options.csf = setup.csf;
+  config.options.prefetch = setup.prefetch;
+  config.options.elastic = setup.elastic;
   config.options.fault_threads = setup.fault_threads;
   config.budget_bytes = setup.budget;
   config.pool = make_pool(setup.tier, setup.pool_bytes, files);

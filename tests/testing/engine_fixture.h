@@ -21,6 +21,8 @@ struct EngineSetup {
   uint64_t block_size = 64 << 10;
   uint64_t subblock_size = 16 << 10;
   bool csf = true;
+  bool prefetch = true;
+  bool elastic = false;
   unsigned fault_threads = 2;
   uint64_t budget = 16 << 20;
   uint64_t pool_bytes = 256 << 20;
