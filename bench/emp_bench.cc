@@ -65,7 +65,8 @@ the same workload also runs on plain memory (all-local) for the ratio. JSON
   --working-set SIZE     memory the workload uses (default 1G; K/M/G suffixes)
   --local PCT|SIZE       local DRAM budget: a percentage of the working set or a size
                          (default 25%)
-  --pattern NAME         seq | rand | zipf | sort (default zipf)
+  --pattern NAME         seq | rand | zipf | sort | mixed (default zipf); mixed streams
+                         through one half and hits random pages of the other
   --threads N            workload threads (default 1)
   --ops N                rand/zipf: page operations (default 2 per page; with
                          --duration: no limit but the time)
@@ -234,6 +235,7 @@ core::EngineStats phase_delta(const core::EngineStats& end, const core::EngineSt
   d.faults_fetch -= start.faults_fetch;
   d.faults_write_protect -= start.faults_write_protect;
   d.faults_local -= start.faults_local;
+  d.prefetched -= start.prefetched;
   d.evictions_clean -= start.evictions_clean;
   d.evictions_dirty -= start.evictions_dirty;
   d.evictions_direct -= start.evictions_direct;
@@ -410,9 +412,10 @@ int run(const Args& args) {
       std::printf("%-22s %.1f%% of operations fetched a block (ideal cache of pages: %.1f%%)\n", "miss ratio",
                   100.0 * static_cast<double>(stats.faults_fetch) / static_cast<double>(emp_result->ops), 100 * miss);
     std::printf("%-22s (measured phase only; init and verification excluded)\n", "counters");
-    std::printf("%-22s %llu (zero %llu, fetch %llu, write-protect %llu)\n", "faults",
+    std::printf("%-22s %llu (zero %llu, fetch %llu, write-protect %llu); %llu blocks prefetched\n", "faults",
                 (unsigned long long)stats.faults(), (unsigned long long)stats.faults_zero,
-                (unsigned long long)stats.faults_fetch, (unsigned long long)stats.faults_write_protect);
+                (unsigned long long)stats.faults_fetch, (unsigned long long)stats.faults_write_protect,
+                (unsigned long long)stats.prefetched);
     std::printf("%-22s p50 %.1f us, p99 %.1f us (fetch p50 %.1f us, p99 %.1f us)\n", "fault latency",
                 stats.fault_latency.percentile_ns(0.5) / 1e3, stats.fault_latency.percentile_ns(0.99) / 1e3,
                 stats.fetch_latency.percentile_ns(0.5) / 1e3, stats.fetch_latency.percentile_ns(0.99) / 1e3);
@@ -463,7 +466,7 @@ int run(const Args& args) {
          << ",\"fetch_p99_us\":" << stats.fetch_latency.percentile_ns(0.99) / 1e3
          << ",\"bytes_read\":" << stats.bytes_read << ",\"bytes_written\":" << stats.bytes_written
          << ",\"evictions_clean\":" << stats.evictions_clean << ",\"evictions_dirty\":" << stats.evictions_dirty
-         << ",\"evictions_direct\":" << stats.evictions_direct
+         << ",\"evictions_direct\":" << stats.evictions_direct << ",\"prefetched\":" << stats.prefetched
          << ",\"peak_resident_bytes\":" << stats.peak_resident_bytes << ",\"slack_bytes\":" << slack
          << ",\"rss_max_bytes\":" << rss_max << ",\"rss_before_bytes\":" << rss_before;
   }

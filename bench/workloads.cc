@@ -176,12 +176,22 @@ WorkloadResult run_pages(uint64_t* words, size_t pages, const WorkloadParams& p)
       std::mt19937_64 rng(seed * 7919 + t);
       auto [begin, end] = share(ops, p.threads, t);
       uint64_t limit = ops == UINT64_MAX ? UINT64_MAX : end - begin;  // UINT64_MAX: until the deadline
+      const uint64_t half = pages / 2;
+      uint64_t stream = half * t / p.threads;  // each thread's cursor in the streaming half
       uint64_t op = 0;
       for (; op < limit; ++op) {
         if (op % 64 == 0 && deadline.expired()) break;
         bool timed = every && op % every == 0;
         Clock::time_point before = timed ? Clock::now() : Clock::time_point{};
-        uint64_t page = zipf ? (zipf->next(rng) * 2654435761ULL) % pages : rng() % pages;
+        uint64_t page;
+        if (p.pattern == Pattern::kMixed && op % 2) {
+          page = stream % half;  // the streaming half
+          ++stream;
+        } else if (p.pattern == Pattern::kMixed) {
+          page = half + rng() % (pages - half);  // the random half
+        } else {
+          page = zipf ? (zipf->next(rng) * 2654435761ULL) % pages : rng() % pages;
+        }
         uint64_t* base = words + page * kWordsPerPage;
         // Check one random cache line (not word 0, the counter), then count the access.
         size_t line = 1 + rng() % (kWordsPerPage / 8 - 1);
@@ -411,6 +421,8 @@ bool parse_pattern(const std::string& text, Pattern* out) {
     *out = Pattern::kZipf;
   else if (text == "sort")
     *out = Pattern::kSort;
+  else if (text == "mixed")
+    *out = Pattern::kMixed;
   else
     return false;
   return true;
@@ -426,6 +438,8 @@ const char* to_string(Pattern pattern) {
       return "zipf";
     case Pattern::kSort:
       return "sort";
+    case Pattern::kMixed:
+      return "mixed";
   }
   return "?";
 }
@@ -440,6 +454,7 @@ WorkloadResult run_workload(void* memory, size_t bytes, const WorkloadParams& pa
       return run_sort(words, bytes / sizeof(uint64_t), params);
     case Pattern::kRand:
     case Pattern::kZipf:
+    case Pattern::kMixed:
       return run_pages(words, pages, params);
   }
   return {};

@@ -14,7 +14,9 @@
 
 namespace emp::bench {
 
-enum class Pattern { kSeq, kRand, kZipf, kSort };
+// kMixed: every other page operation streams through the first half of the memory, the
+// others hit random pages of the second half (one program, two kinds of locality).
+enum class Pattern { kSeq, kRand, kZipf, kSort, kMixed };
 bool parse_pattern(const std::string& text, Pattern* out);
 const char* to_string(Pattern pattern);
 

@@ -25,7 +25,7 @@ uint64_t now_ns() noexcept {
 }  // namespace
 
 namespace {
-constexpr uint64_t kReadaheadBytes = 512 << 10;
+constexpr uint64_t kReadaheadBytes = 1 << 20;
 }  // namespace
 
 uint64_t FaultHandler::staging_bytes(const Options& options) noexcept {
@@ -49,7 +49,7 @@ FaultHandler::FaultHandler(os::Userfaultfd& uffd, RegionTable& regions, Pager& p
       staging_bytes_(staging_bytes(options)),
       prefetch_(options.prefetch),
       elastic_(options.elastic),
-      max_window_(static_cast<uint32_t>(std::min<uint64_t>(64, staging_bytes_ / block_size_))),
+      max_window_(static_cast<uint32_t>(std::min<uint64_t>(Pager::kMaxAhead, staging_bytes_ / block_size_))),
       fatal_(std::move(fatal)) {}
 
 FaultHandler::~FaultHandler() { stop(); }
@@ -195,7 +195,7 @@ void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, 
 
 void FaultHandler::read_ahead(Region& region, size_t index, bool is_write, Scratch& scratch) noexcept {
   if ((!prefetch_ && !elastic_) || max_window_ < 2) return;
-  FaultLocality::Window window = region.locality().next_window(index, elastic_, max_window_);
+  FaultLocality::Window window = region.locality(index).next_window(index, elastic_, max_window_);
   if (window.blocks < 2) return;
   size_t count = window.blocks - 1;
   size_t filled = 0;

@@ -136,7 +136,6 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
 }
 
 size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_write, Scratch& scratch) noexcept {
-  constexpr size_t kMaxAhead = 64;
   std::byte* staging = scratch.staging.data();
   const size_t capacity = scratch.staging.size();
   const uint64_t sub = region.subblock_size();

@@ -44,6 +44,7 @@ class Pager {
   // write-protected, or writable and dirty when `as_write` (a write stream). Takes and
   // releases the blocks' busy bits itself. Returns the number of blocks filled.
   size_t fill_ahead(Region& region, size_t first, size_t count, bool as_write, Scratch& scratch) noexcept;
+  static constexpr size_t kMaxAhead = 256;  // blocks per readahead
   // Write fault on a resident clean block the caller holds busy: mark dirty, unprotect.
   void make_dirty(Region& region, size_t index, uint32_t word) noexcept;
   // Evicts victims (busy held); releases every victim. Returns the bytes evicted.

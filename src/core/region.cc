@@ -17,10 +17,14 @@ Region::Region(uintptr_t base, size_t length, uint64_t block_size, uint64_t subb
       first_block_start_(base & ~(block_size - 1)),
       block_count_((base + length - first_block_start_ + block_size - 1) / block_size),
       owns_memory_(owns_memory) {
-  auto table = os::Mapping::anonymous(block_count_ * sizeof(BlockMeta));
+  size_t zones = ((length - 1) >> kLocalityZoneShift) + 1;
+  size_t zones_offset = (block_count_ * sizeof(BlockMeta) + alignof(FaultLocality) - 1) / alignof(FaultLocality) *
+                        alignof(FaultLocality);
+  auto table = os::Mapping::anonymous(zones_offset + zones * sizeof(FaultLocality));
   throw_if_error(table.status());
   table_ = std::move(*table);
   blocks_ = new (table_.data()) BlockMeta[block_count_];
+  zones_ = new (static_cast<std::byte*>(table_.data()) + zones_offset) FaultLocality[zones];
 }
 
 Region::~Region() {

@@ -23,9 +23,10 @@ struct BlockRange {
   void* pointer() const noexcept { return reinterpret_cast<void*>(start); }
 };
 
-// Spatial locality of one region's missing faults, for readahead (FaultHandler): the
-// block of the last fault and the current window (blocks fetched per fault). Updated
-// without locks by every fault thread; a hint, never a correctness matter.
+// Spatial locality of the missing faults in one zone of a region (32 MiB, so a large
+// heap holding both streaming and sparse data gets a window per part), for readahead
+// (FaultHandler): the block of the last fault and the current window (blocks fetched per
+// fault). Updated without locks by every fault thread; a hint, never a correctness matter.
 class FaultLocality {
  public:
   struct Window {
@@ -91,7 +92,11 @@ class Region {
   // later touch to fault again. Set before the region is shared.
   bool shared_memory() const noexcept { return shared_memory_; }
   void set_shared_memory() noexcept { shared_memory_ = true; }
-  FaultLocality& locality() noexcept { return locality_; }
+  static constexpr unsigned kLocalityZoneShift = 25;  // 32 MiB
+  // The locality record of the zone holding block `index`.
+  FaultLocality& locality(size_t index) noexcept {
+    return zones_[(block_range(index).start - base_) >> kLocalityZoneShift];
+  }
   // Gives the pages of [start, start + length) back to the kernel; the next touch faults.
   // Returns 0 or -1 with errno, like madvise.
   int drop_pages(uintptr_t start, size_t length) const noexcept;
@@ -119,9 +124,9 @@ class Region {
   bool shared_memory_ = false;
   std::atomic<bool> retired_{false};
   std::atomic<bool> unreadable_{false};
-  os::Mapping table_;
+  os::Mapping table_;  // the block table, then the locality zones
   BlockMeta* blocks_;
-  FaultLocality locality_;
+  FaultLocality* zones_;
 };
 
 }  // namespace emp::core
