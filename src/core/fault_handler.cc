@@ -198,6 +198,10 @@ void FaultHandler::read_ahead(Region& region, size_t index, bool is_write, Scrat
   FaultLocality::Window window = region.locality(index).next_window(index, elastic_, max_window_);
   if (window.blocks < 2) return;
   size_t count = window.blocks - 1;
+  // A window was earned by locality: make room for it now rather than stop at the
+  // evictor's small headroom (the faulting thread already runs again).
+  uint64_t want = count * block_size_, room = budget_.budget() > budget_.resident() ? budget_.budget() - budget_.resident() : 0;
+  if (room < want) evictor_.evict_direct(want - room, scratch);
   size_t filled = 0;
   if (!window.backward) {
     filled = pager_.fill_ahead(region, index + 1, count, is_write, scratch);

@@ -48,11 +48,17 @@ Sweep sweep(bool prefetch, bool elastic, Order order) {
   return Sweep{after.faults_fetch - before.faults_fetch, after.prefetched - before.prefetched};
 }
 
-TEST(EngineReadahead, ASequentialSweepFetchesAheadAndReadsTheSameData) {
-  EngineSetup probe;
-  std::string skip;
-  TempFiles files;
-  if (!make_engine(probe, &skip, &files.files)) GTEST_SKIP() << skip;
+// Skips every test when userfaultfd is not available here.
+class EngineReadahead : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string skip;
+    TempFiles files;
+    if (!make_engine(EngineSetup{}, &skip, &files.files)) GTEST_SKIP() << skip;
+  }
+};
+
+TEST_F(EngineReadahead, ASequentialSweepFetchesAheadAndReadsTheSameData) {
   Sweep off = sweep(false, false, Order::kForward);
   Sweep on = sweep(true, false, Order::kForward);
   EXPECT_EQ(off.prefetched, 0u);
@@ -60,24 +66,16 @@ TEST(EngineReadahead, ASequentialSweepFetchesAheadAndReadsTheSameData) {
   EXPECT_LT(on.fetches, off.fetches / 2) << "readahead should turn most fetch faults into prefetched blocks";
 }
 
-TEST(EngineReadahead, RandomAccessBarelyPrefetches) {
-  EngineSetup probe;
-  std::string skip;
-  TempFiles files;
-  if (!make_engine(probe, &skip, &files.files)) GTEST_SKIP() << skip;
+TEST_F(EngineReadahead, RandomAccessBarelyPrefetches) {
   Sweep random = sweep(true, true, Order::kRandom);
   EXPECT_LT(random.prefetched, random.fetches / 10);
 }
 
-TEST(EngineReadahead, ElasticFollowsABackwardSweep) {
-  EngineSetup probe;
-  std::string skip;
-  TempFiles files;
-  if (!make_engine(probe, &skip, &files.files)) GTEST_SKIP() << skip;
+TEST_F(EngineReadahead, ElasticFollowsABackwardSweep) {
   Sweep stream = sweep(true, false, Order::kBackward);
   Sweep elastic = sweep(true, true, Order::kBackward);
-  // (A readahead of the writing phase may still finish after the sweep starts.)
-  EXPECT_LE(stream.prefetched, 8u);
+  // Only a readahead the writing phase still had in flight, at most a window per thread.
+  EXPECT_LT(stream.prefetched * 4, elastic.prefetched);
   EXPECT_GT(elastic.prefetched, elastic.fetches);
 }
 
