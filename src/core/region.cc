@@ -28,7 +28,7 @@ Region::Region(uintptr_t base, size_t length, uint64_t block_size, uint64_t subb
 }
 
 Region::~Region() {
-  if (owns_memory_) os::raw_munmap(reinterpret_cast<void*>(base_), length_);
+  if (owns_memory_) os::Mapping::unmap(reinterpret_cast<void*>(base_), length_);
 }
 
 int Region::drop_pages(uintptr_t start, size_t length) const noexcept {

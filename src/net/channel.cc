@@ -286,8 +286,9 @@ Status Channel::run(std::span<const RmaOp> ops, uint64_t key, bool is_read, Dead
     uint64_t seen = batch.completed.load(std::memory_order_relaxed);
     if (!poller_active_) {
       poller_active_ = true;
+      const bool retry_post = batch.pending == 0 && next < ops.size() && !free_.empty();  // free_ needs mu_
       lock.unlock();
-      poll_for(batch, seen, /*retry_post=*/batch.pending == 0 && next < ops.size() && !free_.empty(), deadline);
+      poll_for(batch, seen, retry_post, deadline);
       lock.lock();
       poller_active_ = false;
       cv_.notify_all();

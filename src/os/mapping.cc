@@ -3,19 +3,33 @@
 #include "os/raw_syscalls.h"
 
 namespace emp::os {
+namespace {
+
+// Under ThreadSanitizer these go through libc, whose interceptors tell TSan that a reused
+// address holds new memory; raw syscalls would leave stale shadow state behind, and a
+// block table mapped where an old one was would be reported as a race.
+#if defined(__SANITIZE_THREAD__)
+void* map_memory(size_t length, int flags) noexcept { return ::mmap(nullptr, length, PROT_READ | PROT_WRITE, flags, -1, 0); }
+void unmap_memory(void* base, size_t length) noexcept { ::munmap(base, length); }
+#else
+void* map_memory(size_t length, int flags) noexcept { return raw_mmap(nullptr, length, PROT_READ | PROT_WRITE, flags, -1, 0); }
+void unmap_memory(void* base, size_t length) noexcept { raw_munmap(base, length); }
+#endif
+
+}  // namespace
 
 Result<Mapping> Mapping::anonymous(size_t length, size_t alignment, bool populate) noexcept {
   if (length == 0) return Status::error(EINVAL, "mapping of zero bytes");
   if (alignment < 4096) alignment = 4096;
   size_t padded = length + alignment - 4096;
   int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-  void* raw = raw_mmap(nullptr, padded, PROT_READ | PROT_WRITE, flags, -1, 0);
+  void* raw = map_memory(padded, flags);
   if (raw == MAP_FAILED) return Status::from_errno("mmap");
   uintptr_t start = reinterpret_cast<uintptr_t>(raw);
   uintptr_t aligned = (start + alignment - 1) & ~(static_cast<uintptr_t>(alignment) - 1);
-  if (aligned > start) raw_munmap(raw, aligned - start);
+  if (aligned > start) unmap_memory(raw, aligned - start);
   uintptr_t end = aligned + length, padded_end = start + padded;
-  if (padded_end > end) raw_munmap(reinterpret_cast<void*>(end), padded_end - end);
+  if (padded_end > end) unmap_memory(reinterpret_cast<void*>(end), padded_end - end);
   void* base = reinterpret_cast<void*>(aligned);
   if (populate) raw_madvise(base, length, MADV_POPULATE_WRITE);
   return Mapping(base, length);
@@ -30,8 +44,10 @@ Mapping& Mapping::operator=(Mapping&& other) noexcept {
   return *this;
 }
 
+void Mapping::unmap(void* base, size_t length) noexcept { unmap_memory(base, length); }
+
 void Mapping::reset() noexcept {
-  if (base_) raw_munmap(base_, length_);
+  if (base_) unmap_memory(base_, length_);
   base_ = nullptr;
   length_ = 0;
 }

@@ -28,6 +28,8 @@ class Mapping {
   uintptr_t address() const noexcept { return reinterpret_cast<uintptr_t>(base_); }
   void reset() noexcept;
   // Gives up ownership (the caller unmaps).
+  // Unmaps memory a released Mapping owned (the way its destructor would).
+  static void unmap(void* base, size_t length) noexcept;
   void* release() noexcept {
     length_ = 0;
     return std::exchange(base_, nullptr);
