@@ -53,11 +53,11 @@ std::vector<OptionInfo> build_table() {
                    [](Options& o, std::string_view v) { o.csf = parse_bool("EMP_CSF", v); }});
   table.push_back({"EMP_ELASTIC", "elastic", "0",
                    "choose the fault unit per region from observed spatial locality: from one block (sparse access) "
-                   "up to 2M of blocks (clustered or streaming access, either direction)",
+                   "up to 1M of blocks (clustered or streaming access, either direction)",
                    [](Options& o, std::string_view v) { o.elastic = parse_bool("EMP_ELASTIC", v); }});
   table.push_back({"EMP_PREFETCH", "prefetch", "1",
                    "sequential-stream prefetch: a forward stream of faults fetches a growing window of the next blocks "
-                   "(up to 2M) with each fault",
+                   "(up to 1M) with each fault",
                    [](Options& o, std::string_view v) { o.prefetch = parse_bool("EMP_PREFETCH", v); }});
   table.push_back({"EMP_REPLICAS", "replicas", "1", "copies of each evicted block on distinct donors (1..3)",
                    [](Options& o, std::string_view v) {

@@ -22,10 +22,8 @@ uint64_t now_ns() noexcept {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-}  // namespace
+constexpr uint64_t kReadaheadBytes = 1 << 20;  // the most one readahead brings in
 
-namespace {
-constexpr uint64_t kReadaheadBytes = 1 << 20;
 }  // namespace
 
 uint64_t FaultHandler::staging_bytes(const Options& options) noexcept {

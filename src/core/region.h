@@ -30,7 +30,7 @@ struct BlockRange {
 class FaultLocality {
  public:
   struct Window {
-    uint32_t blocks = 1;    // blocks to bring in with this fault's (1 = the block alone)
+    uint32_t blocks = 1;    // blocks to bring in with this fault (1 = the block alone)
     bool backward = false;  // the blocks before it rather than after it
   };
   // Records a fault on block `index` and returns the window for it. Forward faults
