@@ -12,6 +12,28 @@
 namespace emp::core {
 namespace {
 constexpr size_t kPage = 4096;
+
+// Splits spans[0, count) (span i goes to tier tier_of[i]) into one batch per tier, in
+// order of first appearance, and calls visit(tier, batch, positions) for each, where
+// positions[k] is the index in `spans` of batch[k]. Stops when visit returns false.
+template <typename Visit>
+void for_each_tier_batch(const tier::IoSpan* spans, const unsigned* tier_of, size_t count, Visit&& visit) noexcept {
+  bool grouped[Scratch::kMaxSpans] = {};
+  for (size_t head = 0; head < count; ++head) {
+    if (grouped[head]) continue;
+    tier::IoSpan batch[Scratch::kMaxSpans];
+    size_t positions[Scratch::kMaxSpans];
+    size_t n = 0;
+    for (size_t j = head; j < count; ++j) {
+      if (grouped[j] || tier_of[j] != tier_of[head]) continue;
+      grouped[j] = true;
+      batch[n] = spans[j];
+      positions[n++] = j;
+    }
+    if (!visit(tier_of[head], std::span<const tier::IoSpan>(batch, n), positions)) return;
+  }
+}
+
 }  // namespace
 
 Result<Scratch> Scratch::create(tier::Pool& pool, size_t bytes) noexcept {
@@ -173,24 +195,16 @@ size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_wri
   if (taken == 0) return 0;
   // One batch per tier, then one copy for the whole run.
   bool ok = true;
-  bool done[Scratch::kMaxSpans] = {};
-  for (size_t head = 0; head < spans && ok; ++head) {
-    if (done[head]) continue;
-    tier::IoSpan batch[Scratch::kMaxSpans];
-    size_t n = 0;
-    for (size_t j = head; j < spans; ++j) {
-      if (done[j] || span_tier[j] != span_tier[head]) continue;
-      done[j] = true;
-      batch[n++] = scratch.spans[j];
-    }
-    Status status = pool_.tier(span_tier[head]).read_batch({batch, n});
-    if (!status) {
-      counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-      EMP_ERROR_LIMITED("pager", "readahead from %s: %s", pool_.tier(span_tier[head]).name().c_str(),
-                        status.to_string().c_str());
-      ok = false;
-    }
-  }
+  for_each_tier_batch(scratch.spans, span_tier, spans,
+                      [&](unsigned tier_index, std::span<const tier::IoSpan> batch, const size_t*) {
+                        Status status = pool_.tier(tier_index).read_batch(batch);
+                        if (status) return true;
+                        counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+                        EMP_ERROR_LIMITED("pager", "readahead from %s: %s", pool_.tier(tier_index).name().c_str(),
+                                          status.to_string().c_str());
+                        ok = false;
+                        return false;
+                      });
   uintptr_t start = region.block_range(first).start;
   if (ok && !install(start, staging, bytes, /*write_protect=*/!as_write, /*quiet=*/true)) {
     drop(region, BlockRange{start, bytes});
@@ -238,7 +252,8 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
   std::byte* staging = scratch.staging.data();
   const size_t capacity = scratch.staging.size();
   uint64_t bytes = 0;
-  size_t members[Scratch::kMaxSpans];  // victim index of each staged block
+  size_t members[Scratch::kMaxSpans];   // victim index of each staged block
+  unsigned tier_of[Scratch::kMaxSpans];  // and the tier it goes to
   size_t next = 0;
   while (next < victims.size()) {
     size_t staged = 0, used = 0;
@@ -281,34 +296,24 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
         continue;
       }
       scratch.spans[staged] = tier::IoSpan{block.slot.offset(), staging + used, range.length};
+      tier_of[staged] = block.slot.tier();
       members[staged++] = next;
       used += range.length;
     }
     // One write batch per tier among the staged blocks.
-    bool submitted[Scratch::kMaxSpans] = {};
-    for (size_t first = 0; first < staged; ++first) {
-      if (submitted[first]) continue;
-      unsigned tier_index = victims[members[first]].region->block(victims[members[first]].index).slot.tier();
-      tier::IoSpan batch[Scratch::kMaxSpans];
-      size_t batch_members[Scratch::kMaxSpans];
-      size_t count = 0;
-      for (size_t j = first; j < staged; ++j) {
-        const Victim& v = victims[members[j]];
-        if (submitted[j] || v.region->block(v.index).slot.tier() != tier_index) continue;
-        submitted[j] = true;
-        batch[count] = scratch.spans[j];
-        batch_members[count++] = members[j];
-      }
-      Status status = pool_.tier(tier_index).write_batch({batch, count});
-      if (!status) {
-        counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-        EMP_ERROR_LIMITED("pager", "writing %zu block(s) to %s: %s", count, pool_.tier(tier_index).name().c_str(),
-                          status.to_string().c_str());
-        for (size_t j = 0; j < count; ++j) written[batch_members[j]] = false;
-        continue;
-      }
-      for (size_t j = 0; j < count; ++j) bytes += batch[j].length;
-    }
+    for_each_tier_batch(scratch.spans, tier_of, staged,
+                        [&](unsigned tier_index, std::span<const tier::IoSpan> batch, const size_t* positions) {
+                          Status status = pool_.tier(tier_index).write_batch(batch);
+                          if (!status) {
+                            counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+                            EMP_ERROR_LIMITED("pager", "writing %zu block(s) to %s: %s", batch.size(),
+                                              pool_.tier(tier_index).name().c_str(), status.to_string().c_str());
+                            for (size_t k = 0; k < batch.size(); ++k) written[members[positions[k]]] = false;
+                            return true;
+                          }
+                          for (const tier::IoSpan& span : batch) bytes += span.length;
+                          return true;
+                        });
   }
   return bytes;
 }
