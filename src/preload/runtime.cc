@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "common/size_parse.h"
+#include "os/mapping.h"
 #include "os/raw_syscalls.h"
 #include "preload/thread_role.h"
 #include "tier/fork_proxy.h"
@@ -149,15 +150,11 @@ Runtime* Runtime::start(char** envp) {
       // The heap arena: the whole pool's worth of address space (plus the static DRAM).
       uint64_t arena_bytes = pool_capacity + (dram_auto ? 0 : *mem_path.dram_bytes);
       arena_bytes = (arena_bytes + kArenaAlignment - 1) & ~(kArenaAlignment - 1);
-      void* reserved = os::raw_mmap(nullptr, arena_bytes + kArenaAlignment, PROT_READ | PROT_WRITE,
-                                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (reserved == MAP_FAILED)
-        throw std::system_error(errno, std::generic_category(),
+      auto reserved = os::Mapping::anonymous(arena_bytes, kArenaAlignment);
+      if (!reserved)
+        throw std::system_error(reserved.status().code(), std::generic_category(),
                                 "reserving " + format_size(arena_bytes) + " of address space for the heap");
-      uintptr_t raw = reinterpret_cast<uintptr_t>(reserved);
-      uintptr_t base = (raw + kArenaAlignment - 1) & ~(kArenaAlignment - 1);
-      if (base > raw) os::raw_munmap(reserved, base - raw);
-      os::raw_munmap(reinterpret_cast<void*>(base + arena_bytes), raw + kArenaAlignment - base);
+      uintptr_t base = reinterpret_cast<uintptr_t>(reserved->release());  // the engine and arena keep it
       throw_if_error(rt->engine_->adopt(reinterpret_cast<void*>(base), arena_bytes, /*reserve_pool=*/false));
       rt->arena_ = std::make_unique<HeapArena>(base, arena_bytes);
       EMP_INFO("preload", "heap arena %s at %#lx; DRAM %s%s", format_size(arena_bytes).c_str(), base,
