@@ -240,12 +240,14 @@ core::EngineStats phase_delta(const core::EngineStats& end, const core::EngineSt
   d.evictions_dirty -= start.evictions_dirty;
   d.evictions_direct -= start.evictions_direct;
   d.io_errors -= start.io_errors;
+  d.write_protect_calls -= start.write_protect_calls;
+  d.drop_calls -= start.drop_calls;
   d.bytes_read -= start.bytes_read;
   d.bytes_written -= start.bytes_written;
-  for (size_t i = 0; i < d.fault_latency.counts.size(); ++i) {
-    d.fault_latency.counts[i] -= start.fault_latency.counts[i];
-    d.fetch_latency.counts[i] -= start.fetch_latency.counts[i];
-  }
+  d.fault_latency = end.fault_latency.since(start.fault_latency);
+  d.fetch_latency = end.fetch_latency.since(start.fetch_latency);
+  for (size_t i = 0; i < d.fault_stages.size(); ++i) d.fault_stages[i] = end.fault_stages[i].since(start.fault_stages[i]);
+  for (size_t i = 0; i < d.evict_stages.size(); ++i) d.evict_stages[i] = end.evict_stages[i].since(start.evict_stages[i]);
   return d;
 }
 
@@ -419,6 +421,11 @@ int run(const Args& args) {
     std::printf("%-22s p50 %.1f us, p99 %.1f us (fetch p50 %.1f us, p99 %.1f us)\n", "fault latency",
                 stats.fault_latency.percentile_ns(0.5) / 1e3, stats.fault_latency.percentile_ns(0.99) / 1e3,
                 stats.fetch_latency.percentile_ns(0.5) / 1e3, stats.fetch_latency.percentile_ns(0.99) / 1e3);
+    std::printf("%-22s %s (us mean/p50/p99)\n", "fault stages", stats.fault_stages_text().c_str());
+    std::printf("%-22s %s (us mean/p50/p99, %llu batches)\n", "eviction stages", stats.evict_stages_text().c_str(),
+                (unsigned long long)stats.evict_stages[0].total());
+    std::printf("%-22s %llu write-protect, %llu unmap (each one TLB shootdown)\n", "page-table calls",
+                (unsigned long long)stats.write_protect_calls, (unsigned long long)stats.drop_calls);
     std::printf("%-22s %s read, %s written\n", "second-tier bytes", format_size(stats.bytes_read).c_str(),
                 format_size(stats.bytes_written).c_str());
     std::printf("%-22s clean %llu, dirty %llu (batches on the fault path: %llu)\n", "evictions",
@@ -468,7 +475,9 @@ int run(const Args& args) {
          << ",\"evictions_clean\":" << stats.evictions_clean << ",\"evictions_dirty\":" << stats.evictions_dirty
          << ",\"evictions_direct\":" << stats.evictions_direct << ",\"prefetched\":" << stats.prefetched
          << ",\"peak_resident_bytes\":" << stats.peak_resident_bytes << ",\"slack_bytes\":" << slack
-         << ",\"rss_max_bytes\":" << rss_max << ",\"rss_before_bytes\":" << rss_before;
+         << ",\"rss_max_bytes\":" << rss_max << ",\"rss_before_bytes\":" << rss_before
+         << ",\"write_protect_calls\":" << stats.write_protect_calls << ",\"drop_calls\":" << stats.drop_calls
+         << ",\"fault_stages\":" << stats.fault_stages_json() << ",\"evict_stages\":" << stats.evict_stages_json();
   }
   if (main.latency.total()) json << ",\"latency\":" << latency_json(main.latency, wp.latency_every);
   if (!verified) json << ",\"failure\":\"" << json_escape(failure) << "\"";

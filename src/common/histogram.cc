@@ -21,6 +21,7 @@ uint64_t LatencyHistogram::bucket_upper_ns(int bucket) noexcept {
 LatencyHistogram::Snapshot LatencyHistogram::snapshot() const noexcept {
   Snapshot s;
   for (int i = 0; i < kBuckets; ++i) s.counts[static_cast<size_t>(i)] = counts_[static_cast<size_t>(i)].load(std::memory_order_relaxed);
+  s.sum_ns = sum_ns_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -45,6 +46,19 @@ uint64_t LatencyHistogram::Snapshot::percentile_ns(double p) const noexcept {
 
 void LatencyHistogram::Snapshot::merge(const Snapshot& other) noexcept {
   for (size_t i = 0; i < counts.size(); ++i) counts[i] += other.counts[i];
+  sum_ns += other.sum_ns;
+}
+
+LatencyHistogram::Snapshot LatencyHistogram::Snapshot::since(const Snapshot& earlier) const noexcept {
+  Snapshot d = *this;
+  for (size_t i = 0; i < counts.size(); ++i) d.counts[i] -= earlier.counts[i];
+  d.sum_ns -= earlier.sum_ns;
+  return d;
+}
+
+double LatencyHistogram::Snapshot::mean_ns() const noexcept {
+  uint64_t all = total();
+  return all ? static_cast<double>(sum_ns) / static_cast<double>(all) : 0.0;
 }
 
 }  // namespace emp

@@ -49,7 +49,7 @@ Engine::Engine(EngineConfig config, os::Userfaultfd uffd)
       pool_(std::move(config.pool)),
       budget_(config.budget_bytes, uint64_t{config.options.fault_threads} * config.options.block_size),
       clock_(regions_),
-      pager_(uffd_, *pool_, budget_, counters_, options_),
+      pager_(uffd_, *pool_, budget_, counters_, options_, os::probe_drop_method()),
       evictor_(clock_, pager_, budget_, counters_, *pool_, options_.block_size),
       faults_(uffd_, regions_, pager_, evictor_, clock_, budget_, counters_, *pool_, options_,
               config.fatal ? std::move(config.fatal) : FatalHandler(default_fatal)),
@@ -163,11 +163,15 @@ EngineStats Engine::stats() const {
   s.evictions_dirty = counters_.evictions_dirty.load();
   s.evictions_direct = counters_.evictions_direct.load();
   s.io_errors = counters_.io_errors.load();
+  s.write_protect_calls = counters_.write_protect_calls.load();
+  s.drop_calls = counters_.drop_calls.load();
   s.resident_bytes = budget_.resident();
   s.budget_bytes = budget_.budget();
   s.peak_resident_bytes = budget_.peak();
   s.fault_latency = counters_.fault_latency.snapshot();
   s.fetch_latency = counters_.fetch_latency.snapshot();
+  s.fault_stages = snapshot_of(counters_.fault_stages);
+  s.evict_stages = snapshot_of(counters_.evict_stages);
   auto regions = regions_.snapshot();
   s.regions = regions->size();
   for (const auto& region : *regions) {

@@ -64,7 +64,8 @@ bool Engine::bring_in(Region& region, size_t index, uint32_t* word) noexcept {
     BlockRange range = region.block_range(index);
     budget_.force_charge(range.length);
     evictor_.kick();
-    if (!pager_.fill(region, index, *word, range.start, /*is_write=*/true, clock_.epoch(), *scratch)) {
+    FaultClock untimed;
+    if (!pager_.fill(region, index, *word, range.start, /*is_write=*/true, clock_.epoch(), *scratch, untimed)) {
       budget_.uncharge(range.length);
       return false;
     }

@@ -45,11 +45,13 @@ void Evictor::kick() noexcept {
 }
 
 uint64_t Evictor::evict_batch(uint64_t max_bytes, Scratch& scratch) noexcept {
+  EvictClock stages(&counters_.evict_stages, monotonic_ns());
   Victim victims[kBatchBlocks];
   RegionTable::Snapshot keep_alive;
   size_t count = clock_.select(victims, std::min<uint64_t>(max_bytes, scratch.staging.size()), &keep_alive);
+  stages.lap(EvictStage::kSelect);
   if (count == 0) return 0;
-  return pager_.evict({victims, count}, clock_.epoch(), scratch);
+  return pager_.evict({victims, count}, clock_.epoch(), scratch, stages);
 }
 
 uint64_t Evictor::evict_direct(uint64_t bytes, Scratch& scratch) noexcept {

@@ -125,13 +125,17 @@ void FaultHandler::handle(const uffd_msg& message, Scratch& scratch, uint64_t st
     return;
   }
   uint64_t fetches_before = counters_.faults_fetch.load(std::memory_order_relaxed);
-  on_missing(*region, address, message.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, scratch);
+  on_missing(*region, address, message.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, scratch, start_ns);
   uint64_t elapsed = now_ns() - start_ns;
   counters_.fault_latency.record(elapsed);
   if (counters_.faults_fetch.load(std::memory_order_relaxed) != fetches_before) counters_.fetch_latency.record(elapsed);
 }
 
-void FaultHandler::charge(uint64_t bytes, Scratch& scratch) noexcept {
+void FaultHandler::charge(uint64_t bytes, Scratch& scratch, FaultClock& clock) noexcept {
+  struct Lap {
+    FaultClock& clock;
+    ~Lap() { clock.lap(FaultStage::kCharge); }
+  } lap{clock};
   if (budget_.try_charge(bytes)) {
     evictor_.kick();
     return;
@@ -155,10 +159,14 @@ void FaultHandler::charge(uint64_t bytes, Scratch& scratch) noexcept {
   budget_.force_charge(bytes);
 }
 
-void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch) noexcept {
+void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch,
+                              uint64_t start_ns) noexcept {
   size_t index = region.block_index(address);
   BlockMeta& block = region.block(index);
   uint32_t word = block.acquire();
+  // Fetching faults are timed stage by stage (first touches need no tier and would hide them).
+  FaultClock clock(BlockMeta::state_of(word) == BlockState::kEvicted ? &counters_.fault_stages : nullptr, start_ns);
+  clock.lap(FaultStage::kAcquire);
   if (region.retired() || BlockMeta::state_of(word) == BlockState::kResident) {
     if (!region.retired()) {
       // Usually a race with the fill that just finished. If the page is really absent,
@@ -173,9 +181,10 @@ void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, 
     return;
   }
   uint64_t length = region.block_range(index).length;
-  charge(length, scratch);
+  charge(length, scratch, clock);
   for (int attempt = 0;; ++attempt) {
-    if (pager_.fill(region, index, word, address, is_write, clock_.epoch(), scratch)) {
+    if (pager_.fill(region, index, word, address, is_write, clock_.epoch(), scratch, clock)) {
+      clock.finish();
       read_ahead(region, index, is_write, scratch);
       return;
     }

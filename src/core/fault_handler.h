@@ -37,9 +37,9 @@ class FaultHandler {
  private:
   void run(unsigned index, Scratch* scratch) noexcept;
   void handle(const uffd_msg& message, Scratch& scratch, uint64_t start_ns) noexcept;
-  void on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch) noexcept;
+  void on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch, uint64_t start_ns) noexcept;
   void on_write_protect(Region& region, uintptr_t address) noexcept;
-  void charge(uint64_t bytes, Scratch& scratch) noexcept;
+  void charge(uint64_t bytes, Scratch& scratch, FaultClock& clock) noexcept;
   // After a fill: the region's locality decides whether the next blocks come along.
   void read_ahead(Region& region, size_t index, bool is_write, Scratch& scratch) noexcept;
 

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "os/app_memory.h"
+#include "os/page_drop.h"
 #include "os/raw_syscalls.h"
 
 namespace emp::core {
@@ -47,8 +48,8 @@ Result<Scratch> Scratch::create(tier::Pool& pool, size_t bytes) noexcept {
 }
 
 Pager::Pager(os::Userfaultfd& uffd, tier::Pool& pool, FrameBudget& budget, EngineCounters& counters,
-             const Options& options)
-    : uffd_(uffd), pool_(pool), budget_(budget), counters_(counters), csf_(options.csf) {
+             const Options& options, os::DropMethod drop_method)
+    : uffd_(uffd), pool_(pool), budget_(budget), counters_(counters), csf_(options.csf), drop_method_(drop_method) {
   auto zeros = os::Mapping::anonymous(kMaxBlockSize);
   throw_if_error(zeros.status());
   zeros_ = std::move(*zeros);
@@ -104,7 +105,7 @@ bool Pager::read_subblocks(Region& region, size_t index, size_t first, size_t la
 }
 
 bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_address, bool is_write, uint32_t epoch,
-                 Scratch& scratch) noexcept {
+                 Scratch& scratch, FaultClock& clock) noexcept {
   BlockMeta& block = region.block(index);
   BlockRange range = region.block_range(index);
   const bool predicted = !is_write && BlockMeta::state_of(word) == BlockState::kEvicted &&
@@ -128,7 +129,9 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
       uint64_t offset = critical * sub;
       uint64_t length = std::min<uint64_t>(sub, range.length - offset);
       if (!read_subblocks(region, index, critical, critical + 1, staging, scratch)) return false;
+      clock.lap(FaultStage::kTierRead);
       if (!install(range.start + offset, staging + offset, length, protect)) return false;
+      clock.lap(FaultStage::kInstall);
       // The faulting thread runs again; the rest of the block follows.
       bool ok = read_subblocks(region, index, 0, critical, staging, scratch) &&
                 read_subblocks(region, index, critical + 1, subblocks, staging, scratch) &&
@@ -142,7 +145,9 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
       }
     } else {
       if (!read_subblocks(region, index, 0, subblocks, staging, scratch)) return false;
+      clock.lap(FaultStage::kTierRead);
       if (!install(range.start, staging, range.length, protect)) return false;
+      clock.lap(FaultStage::kInstall);
     }
     counters_.faults_fetch.fetch_add(1, std::memory_order_relaxed);
     // A refault within one sweep of the eviction: the block is hot.
@@ -246,9 +251,58 @@ void Pager::drop(const Region& region, const BlockRange& range) noexcept {
     EMP_ERROR_LIMITED("pager", "dropping the pages at %#lx: %s", range.start, std::strerror(errno));
 }
 
-uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch) noexcept {
-  // Chunk by chunk (as much as the staging memory holds): freeze each dirty block
-  // (write-protect), copy it to staging, then write the chunk with one batch per tier.
+size_t Pager::freeze(std::span<Victim> victims, std::span<bool> written, Scratch& scratch, std::span<size_t> members,
+                     unsigned* tier_of) noexcept {
+  // Each write-protect call costs a TLB shootdown, which interrupts every CPU running a
+  // thread of this process. Victims come in address order, so one call covers a run of
+  // them when every block between two victims is safe to protect too: not resident (the
+  // kernel skips empty page-table entries) or resident and clean (already protected). A
+  // dirty or busy block between them ends the run; if one turns dirty meanwhile, its next write
+  // takes a write-protect fault that unprotects it again (FaultHandler::on_write_protect).
+  auto between_is_protectable = [](Region& region, size_t from, size_t to) {
+    if (to <= from || to - from > kMaxRunGap) return false;
+    for (size_t i = from + 1; i < to; ++i) {
+      uint32_t word = region.block(i).load();
+      if ((word & BlockMeta::kBusy) || (BlockMeta::state_of(word) == BlockState::kResident && (word & BlockMeta::kDirty)))
+        return false;  // dirty, or being filled (perhaps writable) right now
+    }
+    return true;
+  };
+  size_t kept = 0;
+  for (size_t first = 0; first < members.size();) {
+    Victim& head = victims[members[first]];
+    size_t last = first;
+    while (last + 1 < members.size()) {
+      Victim& candidate = victims[members[last + 1]];
+      if (candidate.region != head.region ||
+          !between_is_protectable(*head.region, victims[members[last]].index, candidate.index))
+        break;
+      ++last;
+    }
+    uintptr_t start = head.region->block_range(head.index).start;
+    BlockRange tail = head.region->block_range(victims[members[last]].index);
+    Status status = uffd_.write_protect(reinterpret_cast<void*>(start), tail.start + tail.length - start,
+                                        /*protect=*/true, /*wake=*/false);
+    counters_.write_protect_calls.fetch_add(1, std::memory_order_relaxed);
+    for (size_t k = first; k <= last; ++k) {
+      if (!status) {
+        EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), start);
+        written[members[k]] = false;
+        continue;
+      }
+      scratch.spans[kept] = scratch.spans[k];
+      tier_of[kept] = tier_of[k];
+      members[kept++] = members[k];
+    }
+    first = last + 1;
+  }
+  return kept;
+}
+
+uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch,
+                           EvictClock& clock) noexcept {
+  // Chunk by chunk (as much as the staging memory holds): freeze the chunk's dirty blocks
+  // (write-protect), copy them to staging, then write the chunk with one batch per tier.
   std::byte* staging = scratch.staging.data();
   const size_t capacity = scratch.staging.size();
   uint64_t bytes = 0;
@@ -256,6 +310,7 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
   unsigned tier_of[Scratch::kMaxSpans];  // and the tier it goes to
   size_t next = 0;
   while (next < victims.size()) {
+    // Freeze: give each block a slot and write-protect it; a racing writer now waits.
     size_t staged = 0, used = 0;
     for (; next < victims.size() && staged < Scratch::kMaxSpans; ++next) {
       if (!written[next]) continue;
@@ -279,27 +334,34 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
         }
         block.slot = *slot;
       }
-      Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/true, /*wake=*/false);
-      if (!status) {
-        EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), range.start);
-        written[next] = false;
-        continue;
-      }
-      if (!v.region->may_be_unreadable()) {
-        os::copy_from_frozen_app_memory(staging + used, range.pointer(), range.length);
-      } else if (!os::copy_from_frozen_app_memory_forced(self_memory_.get(), staging + used, range.pointer(),
-                                                         range.length)) {
-        EMP_ERROR_LIMITED("pager", "reading protected block at %#lx through /proc/self/mem: %s", range.start,
-                          std::strerror(errno));
-        (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
-        written[next] = false;
-        continue;
-      }
       scratch.spans[staged] = tier::IoSpan{block.slot.offset(), staging + used, range.length};
       tier_of[staged] = block.slot.tier();
       members[staged++] = next;
       used += range.length;
     }
+    staged = freeze(victims, written, scratch, {members, staged}, tier_of);
+    clock.lap(EvictStage::kWriteProtect);
+    // Copy the frozen blocks out.
+    size_t kept = 0;
+    for (size_t k = 0; k < staged; ++k) {
+      Victim& v = victims[members[k]];
+      BlockRange range = v.region->block_range(v.index);
+      if (!v.region->may_be_unreadable()) {
+        os::copy_from_frozen_app_memory(scratch.spans[k].buffer, range.pointer(), range.length);
+      } else if (!os::copy_from_frozen_app_memory_forced(self_memory_.get(), scratch.spans[k].buffer, range.pointer(),
+                                                         range.length)) {
+        EMP_ERROR_LIMITED("pager", "reading protected block at %#lx through /proc/self/mem: %s", range.start,
+                          std::strerror(errno));
+        (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
+        written[members[k]] = false;
+        continue;
+      }
+      scratch.spans[kept] = scratch.spans[k];
+      tier_of[kept] = tier_of[k];
+      members[kept++] = members[k];
+    }
+    staged = kept;
+    clock.lap(EvictStage::kCopy);
     // One write batch per tier among the staged blocks.
     for_each_tier_batch(scratch.spans, tier_of, staged,
                         [&](unsigned tier_index, std::span<const tier::IoSpan> batch, const size_t* positions) {
@@ -314,11 +376,12 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
                           for (const tier::IoSpan& span : batch) bytes += span.length;
                           return true;
                         });
+    clock.lap(EvictStage::kWriteBack);
   }
   return bytes;
 }
 
-uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratch) noexcept {
+uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratch, EvictClock& clock) noexcept {
   constexpr size_t kMaxBatch = 256;
   bool dirty[kMaxBatch];
   if (victims.size() > kMaxBatch) victims = victims.first(kMaxBatch);
@@ -329,21 +392,25 @@ uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratc
   }
   bool written[kMaxBatch];
   std::memcpy(written, dirty, victims.size());
-  if (any_dirty) write_back(victims, {written, victims.size()}, scratch);
+  if (any_dirty) write_back(victims, {written, victims.size()}, scratch, clock);
 
+  // Drop every evicted block's pages with one call (one TLB shootdown) before any of
+  // them is released: a fill may start on a block only after its old pages are gone.
+  uint32_t next_words[kMaxBatch];
+  os::PageDropBatch drops(drop_method_, MADV_DONTNEED);
   uint64_t evicted = 0;
   for (size_t i = 0; i < victims.size(); ++i) {
     Victim& v = victims[i];
-    BlockMeta& block = v.region->block(v.index);
     BlockRange range = v.region->block_range(v.index);
     if (dirty[i] && !written[i]) {
       // Write-back failed: keep the block resident and writable, and hot so the next
       // sweeps try other blocks first.
       (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
-      block.release(v.word | BlockMeta::kHeatMask);
+      next_words[i] = v.word | BlockMeta::kHeatMask;
       continue;
     }
-    drop(*v.region, range);
+    if (v.region->shared_memory()) drop(*v.region, range);
+    else drops.add(range.start, range.length);
     uint32_t next = v.word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask | BlockMeta::kPredicted);
     uint32_t streak = BlockMeta::write_streak_of(v.word);
     if (!dirty[i]) next = BlockMeta::with_write_streak(next, 0);
@@ -355,11 +422,15 @@ uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratc
       counters_.evictions_clean.fetch_add(1, std::memory_order_relaxed);
     }
     next |= static_cast<uint32_t>((next & BlockMeta::kHasCopy) ? BlockState::kEvicted : BlockState::kEmpty);
-    block.evicted_epoch = epoch;
+    next_words[i] = next;
+    v.region->block(v.index).evicted_epoch = epoch;
     budget_.uncharge(range.length);
     evicted += range.length;
-    block.release(next);
   }
+  if (drops.flush() != 0) EMP_ERROR_LIMITED("pager", "dropping evicted pages: %s", std::strerror(errno));
+  counters_.drop_calls.fetch_add(drops.calls(), std::memory_order_relaxed);
+  clock.lap(EvictStage::kUnmap);
+  for (size_t i = 0; i < victims.size(); ++i) victims[i].region->block(victims[i].index).release(next_words[i]);
   return evicted;
 }
 

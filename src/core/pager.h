@@ -15,8 +15,10 @@
 #include "core/clock_policy.h"
 #include "core/frame_budget.h"
 #include "core/region.h"
+#include "core/stages.h"
 #include "core/stats.h"
 #include "os/mapping.h"
+#include "os/page_drop.h"
 #include "os/userfaultfd.h"
 #include "tier/pool.h"
 
@@ -32,12 +34,15 @@ struct Scratch {
 
 class Pager {
  public:
-  Pager(os::Userfaultfd& uffd, tier::Pool& pool, FrameBudget& budget, EngineCounters& counters, const Options& options);
+  Pager(os::Userfaultfd& uffd, tier::Pool& pool, FrameBudget& budget, EngineCounters& counters, const Options& options,
+        os::DropMethod drop_method);
+  os::DropMethod drop_method() const noexcept { return drop_method_; }
 
   // Fills a non-resident block the caller holds busy (`word` as seen when taken) and
   // publishes it resident. Returns false (block left as it was) on a tier error.
+  // `clock` laps the tier read and the install (the faulting thread is woken then).
   bool fill(Region& region, size_t index, uint32_t word, uintptr_t fault_address, bool is_write, uint32_t epoch,
-            Scratch& scratch) noexcept;
+            Scratch& scratch, FaultClock& clock) noexcept;
   // Readahead: fills up to `count` blocks from `first` on, stopping at the first one that
   // is resident, busy, or would exceed the DRAM budget (it never evicts). One tier batch
   // per tier and one UFFDIO_COPY for the run; the blocks are mapped clean and
@@ -48,7 +53,8 @@ class Pager {
   // Write fault on a resident clean block the caller holds busy: mark dirty, unprotect.
   void make_dirty(Region& region, size_t index, uint32_t word) noexcept;
   // Evicts victims (busy held); releases every victim. Returns the bytes evicted.
-  uint64_t evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratch) noexcept;
+  // `clock` laps the write-protect, copy, write-back and unmap stages.
+  uint64_t evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratch, EvictClock& clock) noexcept;
 
   Status wake(uintptr_t address) noexcept;
 
@@ -58,7 +64,12 @@ class Pager {
   bool install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect,
                bool quiet = false) noexcept;
   bool read_subblocks(Region& region, size_t index, size_t first, size_t last, std::byte* staging, Scratch& scratch) noexcept;
-  uint64_t write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch) noexcept;
+  // Write-protects the staged victims (members: victim indices; spans and tier_of in the
+  // same order) with as few calls as possible; drops those that fail. Returns how many stay.
+  size_t freeze(std::span<Victim> victims, std::span<bool> written, Scratch& scratch, std::span<size_t> members,
+                unsigned* tier_of) noexcept;
+  static constexpr size_t kMaxRunGap = 256;  // blocks checked between two victims of one run
+  uint64_t write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch, EvictClock& clock) noexcept;
   void drop(const Region& region, const BlockRange& range) noexcept;
 
   os::Userfaultfd& uffd_;
@@ -66,6 +77,7 @@ class Pager {
   FrameBudget& budget_;
   EngineCounters& counters_;
   bool csf_;
+  os::DropMethod drop_method_;
   os::Mapping zeros_;  // never written: reads as zeros, source of first-touch fills
   UniqueFd self_memory_;  // /proc/self/mem
 };

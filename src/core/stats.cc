@@ -25,7 +25,37 @@ std::string json_escaped(const std::string& text) {
   return out;
 }
 
+template <typename Names, typename Snapshots>
+std::string stages_json(const Names& names, const Snapshots& stages) {
+  std::string json = "{";
+  for (size_t i = 0; i < names.size(); ++i) {
+    char entry[192];
+    std::snprintf(entry, sizeof entry, "%s\"%s\":{\"count\":%llu,\"mean_us\":%.2f,\"p50_us\":%.2f,\"p99_us\":%.2f}",
+                  i ? "," : "", names[i], (unsigned long long)stages[i].total(), stages[i].mean_ns() / 1e3,
+                  stages[i].percentile_ns(0.50) / 1e3, stages[i].percentile_ns(0.99) / 1e3);
+    json += entry;
+  }
+  return json + "}";
+}
+
+template <typename Names, typename Snapshots>
+std::string stages_text(const Names& names, const Snapshots& stages) {
+  std::string text;
+  for (size_t i = 0; i < names.size(); ++i) {
+    char entry[128];
+    std::snprintf(entry, sizeof entry, "%s%s %.1f/%.1f/%.1f", i ? ", " : "", names[i], stages[i].mean_ns() / 1e3,
+                  stages[i].percentile_ns(0.50) / 1e3, stages[i].percentile_ns(0.99) / 1e3);
+    text += entry;
+  }
+  return text;
+}
+
 }  // namespace
+
+std::string EngineStats::fault_stages_json() const { return stages_json(kFaultStageNames, fault_stages); }
+std::string EngineStats::evict_stages_json() const { return stages_json(kEvictStageNames, evict_stages); }
+std::string EngineStats::fault_stages_text() const { return stages_text(kFaultStageNames, fault_stages); }
+std::string EngineStats::evict_stages_text() const { return stages_text(kEvictStageNames, evict_stages); }
 
 std::string EngineStats::to_json() const {
   char head[1024];
@@ -58,7 +88,8 @@ std::string EngineStats::to_json() const {
             ",\"read_ops\":" + std::to_string(t.counters.read_ops) + ",\"write_ops\":" + std::to_string(t.counters.write_ops) +
             ",\"errors\":" + std::to_string(t.counters.errors) + "}";
   }
-  json += "]}";
+  json += "],\"write_protect_calls\":" + std::to_string(write_protect_calls) +
+          ",\"drop_calls\":" + std::to_string(drop_calls) + ",\"fault_stages\":" + fault_stages_json() + ",\"evict_stages\":" + evict_stages_json() + "}";
   return json;
 }
 
@@ -83,6 +114,10 @@ std::string EngineStats::to_text() const {
                 format_size(bytes_read).c_str(), format_size(bytes_written).c_str(), format_size(pool_reserved).c_str(),
                 format_size(pool_capacity).c_str(), (unsigned long long)io_errors);
   std::string out = text;
+  out += "fault stages      " + fault_stages_text() + " (us mean/p50/p99, fetching faults)\n";
+  out += "eviction stages   " + evict_stages_text() + " (us mean/p50/p99, per batch)\n";
+  out += "page-table calls  " + std::to_string(write_protect_calls) + " write-protect, " + std::to_string(drop_calls) +
+         " unmap (eviction; one TLB shootdown each)\n";
   for (const auto& tier : tiers)
     out += "  tier " + tier.name + ": " + tier.health + ", " + format_size(tier.counters.bytes_read) + " read, " +
            format_size(tier.counters.bytes_written) + " written\n";

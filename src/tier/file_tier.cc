@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <stdexcept>
@@ -21,12 +23,13 @@ namespace {
 
 }  // namespace
 
-FileTier::FileTier(const TierSpec& spec, UniqueFd fd, bool direct)
+FileTier::FileTier(const TierSpec& spec, UniqueFd fd, bool direct, bool in_memory)
     : Tier(spec.kind == TierSpec::Kind::kDevice ? "device:" + spec.location : "file:" + spec.location, spec.size_bytes),
       path_(spec.location),
       base_offset_(spec.offset_bytes),
       fd_(std::move(fd)),
-      direct_(direct) {
+      direct_(direct),
+      in_memory_(in_memory) {
   for (Ring& ring : rings_) {
     int rc = io_uring_queue_init(kRingDepth, &ring.ring, 0);
     if (rc < 0) {
@@ -70,7 +73,10 @@ std::unique_ptr<FileTier> FileTier::open(const TierSpec& spec) {
     throw std::invalid_argument("memory path element '" + spec.element + "': " + spec.location +
                                 " is neither a regular file nor a block device");
   }
-  if (!direct) EMP_WARN("tier", "%s does not support O_DIRECT; using buffered I/O", spec.location.c_str());
+  struct statfs filesystem {};
+  bool in_memory = ::fstatfs(fd.get(), &filesystem) == 0 && filesystem.f_type == TMPFS_MAGIC;
+  if (!direct && !in_memory)
+    EMP_WARN("tier", "%s does not support O_DIRECT; using buffered I/O", spec.location.c_str());
   // Two processes must never share a region (e.g. a shell under `emp run` and the
   // programs it starts): each holds an open-file-description lock on its range.
   struct flock lock {};
@@ -78,7 +84,7 @@ std::unique_ptr<FileTier> FileTier::open(const TierSpec& spec) {
   lock.l_whence = SEEK_SET;
   lock.l_start = static_cast<off_t>(spec.offset_bytes);
   lock.l_len = static_cast<off_t>(spec.size_bytes);
-  if (::fcntl(fd.get(), F_OFD_SETLK, &lock) == 0) return std::unique_ptr<FileTier>(new FileTier(spec, std::move(fd), direct));
+  if (::fcntl(fd.get(), F_OFD_SETLK, &lock) == 0) return std::unique_ptr<FileTier>(new FileTier(spec, std::move(fd), direct, in_memory));
   if (errno != EAGAIN && errno != EACCES) fail_errno(spec, "cannot lock " + spec.location);
   if (is_device)
     throw std::invalid_argument("memory path element '" + spec.element + "': that region of " + spec.location +
@@ -97,16 +103,54 @@ std::unique_ptr<FileTier> FileTier::open(const TierSpec& spec) {
            spec.location.c_str(), static_cast<int>(::getpid()), format_size(spec.size_bytes).c_str(), directory.c_str());
   TierSpec own_spec = spec;
   own_spec.offset_bytes = 0;
-  return std::unique_ptr<FileTier>(new FileTier(own_spec, std::move(own), direct));
+  return std::unique_ptr<FileTier>(new FileTier(own_spec, std::move(own), direct, in_memory));
 }
 
 std::string FileTier::describe() const {
   return name() + " (" + format_size(capacity()) + " at offset " + format_size(base_offset_) +
-         (direct_ ? ", O_DIRECT" : ", buffered") + ")";
+         (in_memory_ ? ", in memory (tmpfs)" : direct_ ? ", O_DIRECT" : ", buffered") + ")";
 }
 
-Status FileTier::read_impl(std::span<const IoSpan> spans) noexcept { return submit(spans, false); }
-Status FileTier::write_impl(std::span<const IoSpan> spans) noexcept { return submit(spans, true); }
+Status FileTier::read_impl(std::span<const IoSpan> spans) noexcept {
+  return uses_io_uring(spans) ? submit(spans, false) : transfer_in_place(spans, false);
+}
+Status FileTier::write_impl(std::span<const IoSpan> spans) noexcept {
+  return uses_io_uring(spans) ? submit(spans, true) : transfer_in_place(spans, true);
+}
+
+bool FileTier::uses_io_uring(std::span<const IoSpan> spans) const noexcept {
+  // io_uring pays off only where several device requests overlap. Page-cache and tmpfs
+  // I/O is a memory copy that io_uring hands to its worker threads (a wake-up and a
+  // context switch per batch: ~30 µs per 4 KiB fault read on tmpfs, docs/performance.md),
+  // and a single request waits for the device either way.
+  return direct_ && !in_memory_ && spans.size() > 1;
+}
+
+Status FileTier::transfer_in_place(std::span<const IoSpan> spans, bool is_write) noexcept {
+  // On the calling thread; adjacent spans with adjacent buffers go together in one call.
+  Status first_error;
+  for (size_t i = 0; i < spans.size();) {
+    size_t j = i + 1;
+    while (j < spans.size() && spans[j].offset == spans[j - 1].offset + spans[j - 1].length &&
+           static_cast<char*>(spans[j].buffer) == static_cast<char*>(spans[j - 1].buffer) + spans[j - 1].length)
+      ++j;
+    size_t length = static_cast<size_t>(spans[j - 1].offset + spans[j - 1].length - spans[i].offset);
+    auto* bytes = static_cast<char*>(spans[i].buffer);
+    off_t offset = static_cast<off_t>(base_offset_ + spans[i].offset);
+    for (size_t moved = 0; moved < length;) {
+      ssize_t n = is_write ? ::pwrite(fd_.get(), bytes + moved, length - moved, offset + static_cast<off_t>(moved))
+                           : ::pread(fd_.get(), bytes + moved, length - moved, offset + static_cast<off_t>(moved));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (first_error) first_error = Status::error(n == 0 ? EIO : errno, is_write ? "tier file write" : "tier file read");
+        break;
+      }
+      moved += static_cast<size_t>(n);
+    }
+    i = j;
+  }
+  return first_error;
+}
 
 Status FileTier::submit(std::span<const IoSpan> spans, bool is_write) noexcept {
   unsigned start = next_ring_.fetch_add(1, std::memory_order_relaxed);

@@ -1,6 +1,8 @@
 // FileTier: a region of a block device (/dev/nvme1n1) or of a regular file used like a
 // device. I/O is O_DIRECT through io_uring; a small set of rings, each guarded by its own
-// mutex, lets several threads keep I/O in flight at once. Files are created (and
+// mutex, lets several threads keep I/O in flight at once for batches. Single requests,
+// files in memory (tmpfs) and files that refuse O_DIRECT use plain pread/pwrite on the
+// calling thread. Files are created (and
 // extended) when missing; devices must be large enough. Thread-safe.
 #pragma once
 
@@ -38,14 +40,17 @@ class FileTier final : public Tier {
     bool ready = false;
   };
 
-  FileTier(const TierSpec& spec, UniqueFd fd, bool direct);
+  FileTier(const TierSpec& spec, UniqueFd fd, bool direct, bool in_memory);
+  bool uses_io_uring(std::span<const IoSpan> spans) const noexcept;
   Status submit(std::span<const IoSpan> spans, bool is_write) noexcept;
   Status submit_on(Ring& ring, std::span<const IoSpan> spans, bool is_write) noexcept;
+  Status transfer_in_place(std::span<const IoSpan> spans, bool is_write) noexcept;
 
   std::string path_;
   uint64_t base_offset_;
   UniqueFd fd_;
   bool direct_;
+  bool in_memory_;  // tmpfs: I/O is a memory copy
   std::array<Ring, kRings> rings_;
   std::atomic<unsigned> next_ring_{0};
 };
