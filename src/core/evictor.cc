@@ -5,12 +5,18 @@
 #include <chrono>
 
 #include "common/log.h"
+#include "os/futex.h"
 
 namespace emp::core {
 
 Evictor::Evictor(ClockPolicy& clock, Pager& pager, FrameBudget& budget, EngineCounters& counters, tier::Pool& pool,
                  uint64_t block_size)
-    : clock_(clock), pager_(pager), budget_(budget), counters_(counters), pool_(pool), block_size_(block_size) {}
+    : clock_(clock),
+      pager_(pager),
+      budget_(budget),
+      counters_(counters),
+      pool_(pool),
+      block_size_(block_size) {}
 
 Evictor::~Evictor() { stop(); }
 
@@ -18,7 +24,7 @@ void Evictor::start() {
   auto scratch = Scratch::create(pool_, std::max<uint64_t>(kBatchBytes, block_size_));
   throw_if_error(scratch.status());
   scratch_ = std::move(*scratch);
-  stopping_ = false;
+  stopping_.store(false);
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "emp-evict");
     run();
@@ -26,22 +32,16 @@ void Evictor::start() {
 }
 
 void Evictor::stop() noexcept {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
+  stopping_.store(true);
+  kicked_.store(1);
+  os::futex_wake_all(kicked_);
   if (thread_.joinable()) thread_.join();
 }
 
 void Evictor::kick() noexcept {
   if (!needs_eviction()) return;
-  {
-    std::lock_guard lock(mutex_);
-    if (kicked_) return;
-    kicked_ = true;
-  }
-  wake_.notify_one();
+  if (kicked_.load(std::memory_order_relaxed) == 0 && kicked_.exchange(1, std::memory_order_acq_rel) == 0)
+    os::futex_wake_all(kicked_);
 }
 
 uint64_t Evictor::evict_batch(uint64_t max_bytes, Scratch& scratch) noexcept {
@@ -60,25 +60,43 @@ uint64_t Evictor::evict_direct(uint64_t bytes, Scratch& scratch) noexcept {
   return evicted;
 }
 
+void Evictor::track_demand(uint64_t now_ns) noexcept {
+  // Headroom = what the faults charge in kDemandHorizonNs (an exponential average of the
+  // charge rate), so the next faults find room while the evictor works on the batch
+  // after; the budget is otherwise kept full (a larger cache). FrameBudget clamps it.
+  constexpr uint64_t kSampleNs = 5'000'000;
+  constexpr uint64_t kDemandHorizonNs = 4'000'000;
+  if (now_ns - demand_sample_ns_ < kSampleNs) return;
+  uint64_t total = budget_.charged_total();
+  if (demand_sample_ns_ != 0) {
+    double rate = static_cast<double>(total - demand_sample_bytes_) / static_cast<double>(now_ns - demand_sample_ns_);
+    demand_rate_ = demand_rate_ < 0 ? rate : 0.75 * demand_rate_ + 0.25 * rate;  // bytes per ns
+    budget_.set_demand_headroom(static_cast<uint64_t>(demand_rate_ * kDemandHorizonNs));
+  }
+  demand_sample_ns_ = now_ns;
+  demand_sample_bytes_ = total;
+}
+
 void Evictor::run() noexcept {
-  using namespace std::chrono_literals;
+  constexpr uint64_t kIdleCheckNs = 20'000'000;  // re-check the watermarks without a kick
   for (;;) {
-    {
-      std::unique_lock lock(mutex_);
-      wake_.wait_for(lock, 20ms, [this] { return stopping_ || kicked_; });
-      if (stopping_) return;
-      kicked_ = false;
-    }
+    if (kicked_.load(std::memory_order_acquire) == 0) os::futex_wait(kicked_, 0, kIdleCheckNs);
+    if (stopping_.load()) return;
+    kicked_.store(0, std::memory_order_release);
+    track_demand(monotonic_ns());
     if (!needs_eviction()) continue;
-    // Evict down to the low watermark, batch by batch.
+    // Evict down to the low watermark, batch by batch. Faults keep charging meanwhile:
+    // a batch is never smaller than half the headroom (up to a full batch), or the
+    // evictor would chase each new block with a batch of its own, paying two TLB
+    // shootdowns per block.
     while (budget_.resident() > budget_.low_watermark(min_headroom())) {
-      {
-        std::lock_guard lock(mutex_);
-        if (stopping_) return;
-      }
-      uint64_t excess = budget_.resident() - budget_.low_watermark(min_headroom());
-      if (evict_batch(std::min(excess, kBatchBytes), scratch_) == 0) {
-        std::this_thread::sleep_for(1ms);  // everything busy right now
+      if (stopping_.load()) return;
+      uint64_t low = budget_.low_watermark(min_headroom());
+      uint64_t floor = std::min(kBatchBlocks * block_size_, budget_.headroom(min_headroom()) / 2);
+      uint64_t want = std::max(budget_.resident() - std::min(low, budget_.resident()), floor);
+      if (evict_batch(std::min(want, kBatchBytes), scratch_) == 0) {
+        // Every resident block is busy right now: wait for a kick (or the idle check).
+        os::futex_wait(kicked_, 0, kIdleCheckNs / 20);
         break;
       }
     }

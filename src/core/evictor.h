@@ -6,8 +6,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 
 #include "core/clock_policy.h"
@@ -25,10 +23,13 @@ class Evictor {
   void stop() noexcept;
 
   // Wakes the background thread if resident memory is above the high watermark.
+  // Lock-free: an atomic exchange, and a futex wake only when the thread was idle.
   void kick() noexcept;
   // Evicts at least `bytes` (one batch) on the caller's thread. Returns bytes evicted.
   uint64_t evict_direct(uint64_t bytes, Scratch& scratch) noexcept;
-  uint64_t min_headroom() const noexcept { return 4 * block_size_; }
+  // Low enough to keep nearly all the budget as cache, high enough that the space between
+  // the watermarks holds a full batch: each batch costs two TLB shootdowns however small.
+  uint64_t min_headroom() const noexcept { return 2 * kBatchBlocks * block_size_; }
   // Above the high watermark, and the managed memory does not all fit in the budget
   // (when it does, nothing ever needs evicting: e.g. a program given 100 % local).
   bool needs_eviction() const noexcept {
@@ -40,6 +41,7 @@ class Evictor {
   static constexpr size_t kBatchBlocks = 64;
   static constexpr uint64_t kBatchBytes = 8ULL << 20;
   void run() noexcept;
+  void track_demand(uint64_t now_ns) noexcept;
   uint64_t evict_batch(uint64_t max_bytes, Scratch& scratch) noexcept;
 
   ClockPolicy& clock_;
@@ -49,10 +51,11 @@ class Evictor {
   tier::Pool& pool_;
   uint64_t block_size_;
   Scratch scratch_;  // the background thread's staging memory
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool kicked_ = false;
-  bool stopping_ = false;
+  std::atomic<uint32_t> kicked_{0};  // futex word: 1 when there is work (or a stop)
+  std::atomic<bool> stopping_{false};
+  // Demand tracking (evictor thread only).
+  uint64_t demand_sample_ns_ = 0, demand_sample_bytes_ = 0;
+  double demand_rate_ = -1;
   std::thread thread_;
 };
 

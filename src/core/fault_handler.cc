@@ -94,8 +94,8 @@ void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
         EMP_ERROR("fault", "reading userfaultfd: %s", std::strerror(errno));
         return;
       }
-      // Faults come in bursts: poll briefly before sleeping, since waking an idle
-      // CPU costs more than a fault (see PLATFORM.md). Bounded, and yielding.
+      // Faults come in bursts: poll briefly before sleeping, since waking an idle CPU
+      // costs more than a fault (docs/performance.md). Bounded, and yielding.
       if (now_ns() - last_fault_ns < kSpinNs) {
         sched_yield();
         continue;
@@ -145,17 +145,12 @@ void FaultHandler::charge(uint64_t bytes, Scratch& scratch, FaultClock& clock) n
     evictor_.evict_direct(bytes, scratch);
     if (budget_.try_charge(bytes)) return;
   }
-  // Every resident block is busy: allow the documented slack, then wait for room.
-  for (int attempt = 0;; ++attempt) {
-    if (budget_.try_charge_with_slack(bytes)) return;
-    if (attempt == 200) {
-      EMP_LOG_LIMITED(log::Level::kWarn, "fault",
-                      "DRAM budget exhausted and nothing evictable for 20 ms (second tier failing?); exceeding the budget");
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-    evictor_.evict_direct(bytes, scratch);
-  }
+  // Every resident block is busy: allow the documented slack, then wait for an eviction
+  // to make room (uncharge wakes us).
+  constexpr uint64_t kRoomTimeoutNs = 20'000'000;
+  if (budget_.wait_and_charge(bytes, kRoomTimeoutNs)) return;
+  EMP_LOG_LIMITED(log::Level::kWarn, "fault",
+                  "DRAM budget exhausted and nothing evictable for 20 ms (second tier failing?); exceeding the budget");
   budget_.force_charge(bytes);
 }
 
@@ -182,14 +177,15 @@ void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, 
   }
   uint64_t length = region.block_range(index).length;
   charge(length, scratch, clock);
-  for (int attempt = 0;; ++attempt) {
+  // A tier rides out what it can recover from itself (a remote donor reconnects within
+  // its deadlines); one more immediate attempt covers a fill that lost a race with the
+  // address space changing. Then the data is unavailable.
+  for (int attempt = 0; attempt < 2; ++attempt) {
     if (pager_.fill(region, index, word, address, is_write, clock_.epoch(), scratch, clock)) {
       clock.finish();
       read_ahead(region, index, is_write, scratch);
       return;
     }
-    if (attempt == 3) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10 << attempt));
   }
   budget_.uncharge(length);
   block.release(word);

@@ -1,14 +1,19 @@
 // FrameBudget: the local DRAM budget of the managed memory. Every resident block is
 // charged here before it is mapped and uncharged when it is evicted. The budget can
 // change at run time. Watermarks tell the background evictor when to start (high) and
-// where to stop (low); the fault path charges strictly within the budget and may exceed
-// it only by the documented slack (one block per fault-handler thread) when every
-// resident block is busy. Lock-free, thread-safe.
+// where to stop (low); the headroom between them follows the observed demand (set by the
+// evictor from the rate of charges), so faults find free room without waiting while as
+// little of the budget as possible stays empty. The fault path charges strictly within
+// the budget and may exceed it only by the documented slack (one block per fault-handler
+// thread) when every resident block is busy; a fault that finds no room at all waits on
+// a futex that uncharge() signals (never a timed sleep). Lock-free, thread-safe.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+
+#include "os/futex.h"
 
 namespace emp::core {
 
@@ -27,14 +32,45 @@ class FrameBudget {
   // Charges `bytes` if that keeps resident within budget + slack.
   bool try_charge_with_slack(uint64_t bytes) noexcept { return charge_within(bytes, budget() + slack_); }
   // Last resort when nothing can be evicted (logged by the caller).
-  void force_charge(uint64_t bytes) noexcept { note_peak(resident_.fetch_add(bytes, std::memory_order_relaxed) + bytes); }
-  void uncharge(uint64_t bytes) noexcept { resident_.fetch_sub(bytes, std::memory_order_relaxed); }
+  void force_charge(uint64_t bytes) noexcept {
+    charged_total_.fetch_add(bytes, std::memory_order_relaxed);
+    note_peak(resident_.fetch_add(bytes, std::memory_order_relaxed) + bytes);
+  }
+  void uncharge(uint64_t bytes) noexcept {
+    resident_.fetch_sub(bytes, std::memory_order_relaxed);
+    if (waiters_.load(std::memory_order_seq_cst) > 0) {
+      room_.fetch_add(1, std::memory_order_release);
+      os::futex_wake_all(room_);
+    }
+  }
+  // Waits until `bytes` fit within budget + slack and charges them; false after
+  // `timeout_ns` (the caller decides what then). Only reached when the evictor fell
+  // behind: in steady state faults find room (evictions_direct counts the exceptions).
+  bool wait_and_charge(uint64_t bytes, uint64_t timeout_ns) noexcept {
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    uint64_t waited = 0;
+    bool charged = false;
+    while (!(charged = try_charge_with_slack(bytes)) && waited < timeout_ns) {
+      uint32_t seen = room_.load(std::memory_order_acquire);
+      if ((charged = try_charge_with_slack(bytes))) break;
+      constexpr uint64_t kSlice = 1'000'000;  // re-check a budget change at least every 1 ms
+      os::futex_wait(room_, seen, kSlice);
+      waited += kSlice;
+    }
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
+    return charged;
+  }
+  // Bytes ever charged (the evictor derives the demand rate from it).
+  uint64_t charged_total() const noexcept { return charged_total_.load(std::memory_order_relaxed); }
 
-  // Free headroom the evictor keeps: 1/16 of the budget, at least `min_bytes`, at most half.
+  // Free headroom the evictor keeps: what the demand needs (set_demand_headroom), at
+  // least `min_bytes`, at most 1/16 of the budget (and never more than half).
   uint64_t headroom(uint64_t min_bytes) const noexcept {
     uint64_t b = budget();
-    return std::min(std::max(b / 16, min_bytes), b / 2);
+    uint64_t wanted = std::min(demand_headroom_.load(std::memory_order_relaxed), b / 16);
+    return std::min(std::max(wanted, min_bytes), b / 2);
   }
+  void set_demand_headroom(uint64_t bytes) noexcept { demand_headroom_.store(bytes, std::memory_order_relaxed); }
   uint64_t low_watermark(uint64_t min_headroom) const noexcept { return budget() - headroom(min_headroom); }
   uint64_t high_watermark(uint64_t min_headroom) const noexcept { return budget() - headroom(min_headroom) / 2; }
 
@@ -44,6 +80,7 @@ class FrameBudget {
     do {
       if (current + bytes > limit) return false;
     } while (!resident_.compare_exchange_weak(current, current + bytes, std::memory_order_relaxed));
+    charged_total_.fetch_add(bytes, std::memory_order_relaxed);
     note_peak(current + bytes);
     return true;
   }
@@ -56,6 +93,10 @@ class FrameBudget {
   std::atomic<uint64_t> budget_;
   std::atomic<uint64_t> resident_{0};
   std::atomic<uint64_t> peak_{0};
+  std::atomic<uint64_t> charged_total_{0};
+  std::atomic<uint64_t> demand_headroom_{UINT64_MAX};  // until the evictor has measured demand: 1/16
+  std::atomic<uint32_t> waiters_{0};
+  std::atomic<uint32_t> room_{0};  // futex word: bumped by uncharge() while someone waits
   uint64_t slack_;
 };
 
