@@ -147,8 +147,13 @@ void FaultHandler::charge(uint64_t bytes, Scratch& scratch, FaultClock& clock) n
   }
   // Every resident block is busy: allow the documented slack, then wait for an eviction
   // to make room (uncharge wakes us).
-  constexpr uint64_t kRoomTimeoutNs = 20'000'000;
-  if (budget_.wait_and_charge(bytes, kRoomTimeoutNs)) return;
+  // An eviction is retried every millisecond too: on a loaded machine the evictor may
+  // not get a CPU for that long.
+  constexpr uint64_t kRoomTimeoutNs = 20'000'000, kRetryNs = 1'000'000;
+  for (uint64_t waited = 0; waited < kRoomTimeoutNs; waited += kRetryNs) {
+    if (budget_.wait_and_charge(bytes, kRetryNs)) return;
+    evictor_.evict_direct(bytes, scratch);
+  }
   EMP_LOG_LIMITED(log::Level::kWarn, "fault",
                   "DRAM budget exhausted and nothing evictable for 20 ms (second tier failing?); exceeding the budget");
   budget_.force_charge(bytes);
