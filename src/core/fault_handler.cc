@@ -87,6 +87,7 @@ void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
   uffd_msg messages[kBatch];
   pollfd fds[2] = {{uffd_.fd(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
   uint64_t last_fault_ns = 0;
+  RegionTable::View regions(regions_);
   for (;;) {
     ssize_t n = ::read(uffd_.fd(), messages, sizeof messages);
     if (n <= 0) {
@@ -100,6 +101,7 @@ void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
         sched_yield();
         continue;
       }
+      regions.drop();
       int ready = ::poll(fds, 2, -1);
       if (ready < 0 && errno != EINTR) return;
       if (fds[1].revents & POLLIN) return;
@@ -107,15 +109,16 @@ void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
     }
     uint64_t start = now_ns();
     size_t count = static_cast<size_t>(n) / sizeof(uffd_msg);
-    for (size_t i = 0; i < count; ++i) handle(messages[i], *scratch, start);
+    for (size_t i = 0; i < count; ++i) handle(messages[i], regions, *scratch, start);
     last_fault_ns = now_ns();
   }
 }
 
-void FaultHandler::handle(const uffd_msg& message, Scratch& scratch, uint64_t start_ns) noexcept {
+void FaultHandler::handle(const uffd_msg& message, RegionTable::View& regions, Scratch& scratch,
+                          uint64_t start_ns) noexcept {
   if (message.event != UFFD_EVENT_PAGEFAULT) return;  // no other events are enabled
   uintptr_t address = message.arg.pagefault.address;
-  std::shared_ptr<Region> region = regions_.find(address);
+  Region* region = regions.find(address);
   if (!region) {
     (void)pager_.wake(address);  // released meanwhile: let the thread retry
     return;

@@ -36,7 +36,7 @@ class FaultHandler {
 
  private:
   void run(unsigned index, Scratch* scratch) noexcept;
-  void handle(const uffd_msg& message, Scratch& scratch, uint64_t start_ns) noexcept;
+  void handle(const uffd_msg& message, RegionTable::View& regions, Scratch& scratch, uint64_t start_ns) noexcept;
   void on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch, uint64_t start_ns) noexcept;
   void on_write_protect(Region& region, uintptr_t address) noexcept;
   void charge(uint64_t bytes, Scratch& scratch, FaultClock& clock) noexcept;

@@ -6,6 +6,14 @@
 
 namespace emp::core {
 
+Region* RegionTable::find_in(const std::vector<std::shared_ptr<Region>>& regions, uintptr_t address) noexcept {
+  auto it = std::upper_bound(regions.begin(), regions.end(), address,
+                             [](uintptr_t a, const std::shared_ptr<Region>& r) { return a < r->base(); });
+  if (it == regions.begin()) return nullptr;
+  --it;
+  return (*it)->contains(address) ? it->get() : nullptr;
+}
+
 std::shared_ptr<Region> RegionTable::find(uintptr_t address) const noexcept {
   std::shared_lock lock(mutex_);
   const auto& regions = *regions_;
@@ -26,7 +34,7 @@ void RegionTable::insert(std::shared_ptr<Region> region) {
   managed_bytes_.fetch_add(region->length(), std::memory_order_relaxed);
   next->insert(it, std::move(region));
   regions_ = std::move(next);
-  ++generation_;
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 std::shared_ptr<Region> RegionTable::remove(uintptr_t base) noexcept {
@@ -39,7 +47,7 @@ std::shared_ptr<Region> RegionTable::remove(uintptr_t base) noexcept {
   for (const auto& r : *regions_)
     if (r != region) next->push_back(r);
   regions_ = std::move(next);
-  ++generation_;
+  generation_.fetch_add(1, std::memory_order_release);
   managed_bytes_.fetch_sub(region->length(), std::memory_order_relaxed);
   return region;
 }
@@ -67,7 +75,7 @@ void RegionTable::replace(const std::shared_ptr<Region>& old_region, const std::
   managed_bytes_.fetch_sub(old_region->length() - kept, std::memory_order_relaxed);
   std::sort(next->begin(), next->end(), [](const auto& a, const auto& b) { return a->base() < b->base(); });
   regions_ = std::move(next);
-  ++generation_;
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 RegionTable::Snapshot RegionTable::snapshot() const noexcept {
@@ -75,9 +83,6 @@ RegionTable::Snapshot RegionTable::snapshot() const noexcept {
   return regions_;
 }
 
-uint64_t RegionTable::generation() const noexcept {
-  std::shared_lock lock(mutex_);
-  return generation_;
-}
+uint64_t RegionTable::generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
 }  // namespace emp::core

@@ -1,7 +1,9 @@
 // RegionTable: the set of managed regions, looked up by address on every fault.
-// Readers take a shared lock for a binary search and leave with a shared_ptr; writers
-// (map/unmap, rare) take it exclusively and bump a generation so the CLOCK can refresh
-// its snapshot. Thread-safe.
+// The table is an immutable sorted vector replaced as a whole by writers (map/unmap,
+// rare) under an exclusive lock, which also bump an atomic generation. The fault path
+// takes no lock and copies no shared_ptr per fault: each fault thread keeps a View — a
+// snapshot it refreshes only when the generation moves — and searches it; the snapshot
+// keeps its regions alive. Other readers use find()/snapshot() (shared lock). Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -18,6 +20,30 @@ class RegionTable {
   using Snapshot = std::shared_ptr<const std::vector<std::shared_ptr<Region>>>;
 
   std::shared_ptr<Region> find(uintptr_t address) const noexcept;
+  // The region holding `address` in `snapshot`, or null (no locks, no copies).
+  static Region* find_in(const std::vector<std::shared_ptr<Region>>& snapshot, uintptr_t address) noexcept;
+
+  // One thread's cached view (a fault handler's): find() costs one atomic load and a
+  // binary search; the snapshot is refreshed when the table changed since.
+  class View {
+   public:
+    explicit View(const RegionTable& table) noexcept : table_(table) {}
+    Region* find(uintptr_t address) noexcept {
+      uint64_t generation = table_.generation();
+      if (generation != generation_ || !snapshot_) {
+        snapshot_ = table_.snapshot();
+        generation_ = generation;
+      }
+      return find_in(*snapshot_, address);
+    }
+    // Lets go of the snapshot (before sleeping: released regions are freed meanwhile).
+    void drop() noexcept { snapshot_.reset(); }
+
+   private:
+    const RegionTable& table_;
+    Snapshot snapshot_;
+    uint64_t generation_ = ~0ULL;
+  };
   // Throws std::invalid_argument when the range overlaps a managed region.
   void insert(std::shared_ptr<Region> region);
   std::shared_ptr<Region> remove(uintptr_t base) noexcept;
@@ -33,7 +59,7 @@ class RegionTable {
  private:
   mutable std::shared_mutex mutex_;
   std::shared_ptr<std::vector<std::shared_ptr<Region>>> regions_ = std::make_shared<std::vector<std::shared_ptr<Region>>>();
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> managed_bytes_{0};
 };
 
