@@ -117,10 +117,20 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
                   static_cast<uint32_t>(BlockState::kResident);
   if (is_write) next = BlockMeta::with_write_streak(next | BlockMeta::kDirty, 3);
   if (predicted) next |= BlockMeta::kDirty | BlockMeta::kPredicted;
+  // Faults are counted before the install wakes the faulting thread (so a thread that
+  // reads the counters after its own accesses sees them), and uncounted on failure.
   if (BlockMeta::state_of(word) == BlockState::kEmpty) {
-    if (!install(range.start, zeros_.data(), range.length, protect)) return false;
     counters_.faults_zero.fetch_add(1, std::memory_order_relaxed);
+    if (!install(range.start, zeros_.data(), range.length, protect)) {
+      counters_.faults_zero.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
   } else {
+    counters_.faults_fetch.fetch_add(1, std::memory_order_relaxed);
+    auto failed = [&] {
+      counters_.faults_fetch.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    };
     std::byte* staging = scratch.staging.data();
     uint64_t sub = region.subblock_size();
     size_t subblocks = (range.length + sub - 1) / sub;
@@ -128,9 +138,9 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
       size_t critical = (fault_address - range.start) / sub;
       uint64_t offset = critical * sub;
       uint64_t length = std::min<uint64_t>(sub, range.length - offset);
-      if (!read_subblocks(region, index, critical, critical + 1, staging, scratch)) return false;
+      if (!read_subblocks(region, index, critical, critical + 1, staging, scratch)) return failed();
       clock.lap(FaultStage::kTierRead);
-      if (!install(range.start + offset, staging + offset, length, protect)) return false;
+      if (!install(range.start + offset, staging + offset, length, protect)) return failed();
       clock.lap(FaultStage::kInstall);
       // The faulting thread runs again; the rest of the block follows.
       bool ok = read_subblocks(region, index, 0, critical, staging, scratch) &&
@@ -141,15 +151,14 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
       if (!ok) {
         // The critical subblock is already mapped: drop it again so nothing stale stays.
         drop(region, range);
-        return false;
+        return failed();
       }
     } else {
-      if (!read_subblocks(region, index, 0, subblocks, staging, scratch)) return false;
+      if (!read_subblocks(region, index, 0, subblocks, staging, scratch)) return failed();
       clock.lap(FaultStage::kTierRead);
-      if (!install(range.start, staging, range.length, protect)) return false;
+      if (!install(range.start, staging, range.length, protect)) return failed();
       clock.lap(FaultStage::kInstall);
     }
-    counters_.faults_fetch.fetch_add(1, std::memory_order_relaxed);
     // A refault within one sweep of the eviction: the block is hot.
     if (epoch - block.evicted_epoch <= 1) {
       if (freq < 3) ++freq;
@@ -210,9 +219,11 @@ size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_wri
                         ok = false;
                         return false;
                       });
+  if (ok) counters_.prefetched.fetch_add(taken, std::memory_order_relaxed);  // before the install: see fill()
   uintptr_t start = region.block_range(first).start;
   if (ok && !install(start, staging, bytes, /*write_protect=*/!as_write, /*quiet=*/true)) {
     drop(region, BlockRange{start, bytes});
+    counters_.prefetched.fetch_sub(taken, std::memory_order_relaxed);
     ok = false;
   }
   for (size_t k = 0; k < taken; ++k) {
@@ -230,7 +241,6 @@ size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_wri
     block.release(next);
   }
   if (!ok) return 0;
-  counters_.prefetched.fetch_add(taken, std::memory_order_relaxed);
   return taken;
 }
 
