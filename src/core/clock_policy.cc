@@ -35,7 +35,7 @@ size_t ClockPolicy::select(std::span<Victim> out, uint64_t max_bytes, RegionTabl
     if (!block.cool()) continue;
     uint32_t word;
     if (!block.try_acquire(&word)) continue;
-    if (BlockMeta::state_of(word) != BlockState::kResident || BlockMeta::heat_of(word) != 0 || region.retired()) {
+    if (!BlockMeta::is_resident(word) || !BlockMeta::is_cold(word) || region.retired()) {
       block.release(word);
       continue;
     }

@@ -18,7 +18,7 @@ void Engine::release_after_fork_in_parent() noexcept {
     for (size_t k = 0; k < region->block_count(); ++k) {
       BlockMeta& block = region->block(k);
       uint32_t word = block.load();
-      if (block.slot.valid()) word |= BlockMeta::kSharedSlot;
+      if (block.slot.valid()) word = BlockMeta::with_shared_slot(word);
       block.release(word);
     }
   }
@@ -39,14 +39,11 @@ std::unique_ptr<Engine> Engine::continue_in_child(std::unique_ptr<tier::Pool> po
   for (const auto& region : *fork_snapshot_) {
     for (size_t k = 0; k < region->block_count(); ++k) {
       BlockMeta& block = region->block(k);
-      uint32_t word = block.load() & ~(BlockMeta::kBusy | BlockMeta::kPredicted);
+      // fork() dropped the write-protection of our pages: resident blocks count as written.
+      uint32_t word = BlockMeta::in_forked_child(block.load());
       // Slots from before the fork belong to the parent: read them, never write them.
-      if (block.slot.valid()) word |= BlockMeta::kSharedSlot;
-      // fork() dropped the write-protection of our pages: treat resident blocks as written.
-      if (BlockMeta::state_of(word) == BlockState::kResident) {
-        word |= BlockMeta::kDirty;
-        resident += region->block_range(k).length;
-      }
+      if (block.slot.valid()) word = BlockMeta::with_shared_slot(word);
+      if (BlockMeta::is_resident(word)) resident += region->block_range(k).length;
       block.store_unowned(word);
     }
     throw_if_error(child->uffd_.register_range(reinterpret_cast<void*>(region->base()), region->length()));

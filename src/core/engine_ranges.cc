@@ -58,7 +58,7 @@ Scratch* Engine::maintenance_scratch() noexcept {
 // The caller holds block `index` busy (`*word` as seen). An evicted block is read back
 // so its bytes are in memory; on return the block is held again. False on a tier error.
 bool Engine::bring_in(Region& region, size_t index, uint32_t* word) noexcept {
-  for (int attempt = 0; attempt < 8 && BlockMeta::state_of(*word) == BlockState::kEvicted; ++attempt) {
+  for (int attempt = 0; attempt < 8 && BlockMeta::is_evicted(*word); ++attempt) {
     Scratch* scratch = maintenance_scratch();
     if (!scratch) return false;
     BlockRange range = region.block_range(index);
@@ -72,27 +72,27 @@ bool Engine::bring_in(Region& region, size_t index, uint32_t* word) noexcept {
     // fill() published the block; take it back (the evictor may have won meanwhile).
     *word = region.block(index).acquire();
   }
-  return BlockMeta::state_of(*word) != BlockState::kEvicted;
+  return !BlockMeta::is_evicted(*word);
 }
 
 // A held block gives up its tier slot (later, if a forked child may still read it).
 void Engine::free_slot(Region& region, size_t index, uint32_t* word) noexcept {
   BlockMeta& block = region.block(index);
   if (block.slot.valid()) {
-    if (*word & BlockMeta::kSharedSlot) {
+    if (BlockMeta::has_shared_slot(*word)) {
       pool_->release_shared(block.slot, region.slot_bytes(index));
     } else {
       pool_->release(block.slot, region.slot_bytes(index));
     }
   }
   block.slot = tier::Slot{};
-  *word &= ~(BlockMeta::kSharedSlot | BlockMeta::kHasCopy);
+  *word = BlockMeta::without_slot(*word);
 }
 
 // A held block whose memory is about to be the only copy: free its tier slot.
 void Engine::drop_copy(Region& region, size_t index, uint32_t* word) noexcept {
   free_slot(region, index, word);
-  if (BlockMeta::state_of(*word) == BlockState::kResident) *word |= BlockMeta::kDirty;
+  if (BlockMeta::is_resident(*word)) *word = BlockMeta::mark_dirty(*word);
 }
 
 // Under the maintenance mutex, calls `change(region, cut_start, cut_end)` for each region
@@ -140,7 +140,7 @@ Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_st
   // tier copy is laid out for the whole block.
   size_t first_cut = region->block_index(cut_start), last_cut = region->block_index(cut_end - 1);
   for (size_t k : {first_cut, last_cut}) {
-    if (within(region->block_range(k), cut_start, cut_end) || BlockMeta::state_of(words[k]) == BlockState::kEmpty)
+    if (within(region->block_range(k), cut_start, cut_end) || BlockMeta::is_empty(words[k]))
       continue;
     if (!bring_in(*region, k, &words[k])) {
       release_all();
@@ -151,7 +151,7 @@ Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_st
   // Blocks wholly inside the cut give back their DRAM charge and tier space.
   for (size_t k = first_cut; k <= last_cut; ++k) {
     BlockRange range = region->block_range(k);
-    if (BlockMeta::state_of(words[k]) == BlockState::kResident) budget_.uncharge(range.length);
+    if (BlockMeta::is_resident(words[k])) budget_.uncharge(range.length);
     if (within(range, cut_start, cut_end)) free_slot(*region, k, &words[k]);
   }
   // The pieces inherit every other block's state; cut blocks are charged for what stays.
@@ -166,7 +166,7 @@ Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_st
       block.slot = region->block(old).slot;
       block.evicted_epoch = region->block(old).evicted_epoch;
       bool cut = old >= first_cut && old <= last_cut;
-      if (cut && BlockMeta::state_of(words[old]) == BlockState::kResident) budget_.force_charge(range.length);
+      if (cut && BlockMeta::is_resident(words[old])) budget_.force_charge(range.length);
       block.release(words[old]);
     }
   }
@@ -191,18 +191,17 @@ Status Engine::discard_range(void* start, size_t length) noexcept {
       BlockMeta& block = region->block(k);
       BlockRange range = region->block_range(k);
       uint32_t word = block.acquire();
-      BlockState state = BlockMeta::state_of(word);
       if (within(range, cut_start, cut_end)) {
         // The whole block: back to never-touched.
-        if (state == BlockState::kResident) {
+        if (BlockMeta::is_resident(word)) {
           budget_.uncharge(range.length);
           (void)region->drop_pages(range.start, range.length);
         }
         free_slot(*region, k, &word);
-        block.release(static_cast<uint32_t>(BlockState::kEmpty));
+        block.release(BlockMeta::to_empty());
         continue;
       }
-      if (state == BlockState::kEmpty) {
+      if (BlockMeta::is_empty(word)) {
         block.release(word);
         continue;
       }
@@ -251,8 +250,7 @@ void Engine::for_each_absent_range(void (*visit)(uintptr_t, size_t, void*), void
   for (const auto& region : *regions_.snapshot()) {
     for (size_t k = 0; k < region->block_count(); ++k) {
       uint32_t word = region->block(k).load();
-      BlockState state = BlockMeta::state_of(word);
-      if (state != BlockState::kEvicted && !((word & BlockMeta::kBusy) && state != BlockState::kEmpty)) continue;
+      if (!BlockMeta::is_evicted(word) && !(BlockMeta::is_busy(word) && !BlockMeta::is_empty(word))) continue;
       BlockRange range = region->block_range(k);
       size_t pages = range.length / kPage;
       if (::mincore(range.pointer(), range.length, present) != 0) std::fill(present, present + pages, 0);

@@ -168,9 +168,9 @@ void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, 
   BlockMeta& block = region.block(index);
   uint32_t word = block.acquire();
   // Fetching faults are timed stage by stage (first touches need no tier and would hide them).
-  FaultClock clock(BlockMeta::state_of(word) == BlockState::kEvicted ? &counters_.fault_stages : nullptr, start_ns);
+  FaultClock clock(BlockMeta::is_evicted(word) ? &counters_.fault_stages : nullptr, start_ns);
   clock.lap(FaultStage::kAcquire);
-  if (region.retired() || BlockMeta::state_of(word) == BlockState::kResident) {
+  if (region.retired() || BlockMeta::is_resident(word)) {
     if (!region.retired()) {
       // Usually a race with the fill that just finished. If the page is really absent,
       // the kernel dropped it behind our back (wipe-on-fork, a raw MADV_DONTNEED): it
@@ -227,8 +227,8 @@ void FaultHandler::on_write_protect(Region& region, uintptr_t address) noexcept 
   size_t index = region.block_index(address);
   BlockMeta& block = region.block(index);
   uint32_t word = block.acquire();
-  if (!region.retired() && BlockMeta::state_of(word) == BlockState::kResident) {
-    if (!(word & BlockMeta::kDirty)) {
+  if (!region.retired() && BlockMeta::is_resident(word)) {
+    if (!BlockMeta::is_dirty(word)) {
       pager_.make_dirty(region, index, word);  // releases the block
       return;
     }

@@ -13,28 +13,6 @@
 namespace emp::core {
 namespace {
 constexpr size_t kPage = 4096;
-
-// Splits spans[0, count) (span i goes to tier tier_of[i]) into one batch per tier, in
-// order of first appearance, and calls visit(tier, batch, positions) for each, where
-// positions[k] is the index in `spans` of batch[k]. Stops when visit returns false.
-template <typename Visit>
-void for_each_tier_batch(const tier::IoSpan* spans, const unsigned* tier_of, size_t count, Visit&& visit) noexcept {
-  bool grouped[Scratch::kMaxSpans] = {};
-  for (size_t head = 0; head < count; ++head) {
-    if (grouped[head]) continue;
-    tier::IoSpan batch[Scratch::kMaxSpans];
-    size_t positions[Scratch::kMaxSpans];
-    size_t n = 0;
-    for (size_t j = head; j < count; ++j) {
-      if (grouped[j] || tier_of[j] != tier_of[head]) continue;
-      grouped[j] = true;
-      batch[n] = spans[j];
-      positions[n++] = j;
-    }
-    if (!visit(tier_of[head], std::span<const tier::IoSpan>(batch, n), positions)) return;
-  }
-}
-
 }  // namespace
 
 Result<Scratch> Scratch::create(tier::Pool& pool, size_t bytes) noexcept {
@@ -88,38 +66,33 @@ bool Pager::install(uintptr_t destination, const std::byte* source, size_t lengt
 bool Pager::read_subblocks(Region& region, size_t index, size_t first, size_t last, std::byte* staging,
                            Scratch& scratch) noexcept {
   BlockRange range = region.block_range(index);
+  const tier::Slot slot = region.block(index).slot;
   uint64_t sub = region.subblock_size();
   size_t count = 0;
   for (size_t i = first; i < last && count < Scratch::kMaxSpans; ++i) {
     uint64_t offset = i * sub;
     uint64_t length = std::min<uint64_t>(sub, range.length - offset);
-    scratch.spans[count++] = tier::IoSpan{offset, staging + offset, length};
+    scratch.spans[count++] = tier::SlotSpan{slot, offset, staging + offset, length};
   }
-  Status status = pool_.read_batch(region.block(index).slot, {scratch.spans, count});
-  if (!status) {
+  return pool_.read_slots({scratch.spans, count}, [&](const tier::FailedBatch& failed) {
     counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-    EMP_ERROR_LIMITED("pager", "reading block at %#lx from %s: %s", range.start,
-              pool_.tier(region.block(index).slot.tier()).name().c_str(), status.to_string().c_str());
-  }
-  return status.is_ok();
+    EMP_ERROR_LIMITED("pager", "reading block at %#lx from %s: %s", range.start, failed.tier_name.c_str(),
+                      failed.status.to_string().c_str());
+  });
 }
 
 bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_address, bool is_write, uint32_t epoch,
                  Scratch& scratch, FaultClock& clock) noexcept {
   BlockMeta& block = region.block(index);
   BlockRange range = region.block_range(index);
-  const bool predicted = !is_write && BlockMeta::state_of(word) == BlockState::kEvicted &&
-                         BlockMeta::write_streak_of(word) >= BlockMeta::kPredictWritesAt;
-  const bool protect = !is_write && !predicted;
-  uint32_t freq = BlockMeta::freq_of(word);
-  uint32_t next = (word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask | BlockMeta::kFreqMask |
-                            BlockMeta::kPredicted)) |
-                  static_cast<uint32_t>(BlockState::kResident);
-  if (is_write) next = BlockMeta::with_write_streak(next | BlockMeta::kDirty, 3);
-  if (predicted) next |= BlockMeta::kDirty | BlockMeta::kPredicted;
+  const FillMode mode = is_write                          ? FillMode::kWritten
+                        : BlockMeta::predicts_writes(word) ? FillMode::kPredicted
+                                                           : FillMode::kProtected;
+  const bool protect = mode == FillMode::kProtected;
+  uint32_t frequency = BlockMeta::frequency_of(word);
   // Faults are counted before the install wakes the faulting thread (so a thread that
   // reads the counters after its own accesses sees them), and uncounted on failure.
-  if (BlockMeta::state_of(word) == BlockState::kEmpty) {
+  if (BlockMeta::is_empty(word)) {
     counters_.faults_zero.fetch_add(1, std::memory_order_relaxed);
     if (!install(range.start, zeros_.data(), range.length, protect)) {
       counters_.faults_zero.fetch_sub(1, std::memory_order_relaxed);
@@ -160,14 +133,9 @@ bool Pager::fill(Region& region, size_t index, uint32_t word, uintptr_t fault_ad
       clock.lap(FaultStage::kInstall);
     }
     // A refault within one sweep of the eviction: the block is hot.
-    if (epoch - block.evicted_epoch <= 1) {
-      if (freq < 3) ++freq;
-    } else if (freq > 0) {
-      --freq;
-    }
+    frequency = block.refault_frequency(word, epoch);
   }
-  next |= (freq << BlockMeta::kFreqShift) | (freq << BlockMeta::kHeatShift);
-  block.release(next);
+  block.release(BlockMeta::to_resident(word, mode, frequency));
   return true;
 }
 
@@ -176,7 +144,6 @@ size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_wri
   const size_t capacity = scratch.staging.size();
   const uint64_t sub = region.subblock_size();
   uint32_t words[kMaxAhead];
-  unsigned span_tier[Scratch::kMaxSpans];
   size_t taken = 0, spans = 0;
   uint64_t bytes = 0;
   count = std::min(count, kMaxAhead);
@@ -188,18 +155,16 @@ size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_wri
     if (bytes + range.length > capacity || spans + subblocks > Scratch::kMaxSpans) break;
     uint32_t word;
     if (!block.try_acquire(&word)) break;
-    BlockState state = BlockMeta::state_of(word);
-    if (state == BlockState::kResident || region.retired() || !budget_.try_charge(range.length)) {
+    if (BlockMeta::is_resident(word) || region.retired() || !budget_.try_charge(range.length)) {
       block.release(word);
       break;
     }
     words[taken] = word;
-    if (state == BlockState::kEvicted) {
+    if (BlockMeta::is_evicted(word)) {
       for (size_t i = 0; i < subblocks; ++i) {
         uint64_t offset = i * sub;
-        scratch.spans[spans] = tier::IoSpan{block.slot.offset() + offset, staging + bytes + offset,
-                                            std::min<uint64_t>(sub, range.length - offset)};
-        span_tier[spans++] = block.slot.tier();
+        uint64_t length = std::min<uint64_t>(sub, range.length - offset);
+        scratch.spans[spans++] = tier::SlotSpan{block.slot, offset, staging + bytes + offset, length};
       }
     } else {
       std::memset(staging + bytes, 0, range.length);
@@ -208,17 +173,10 @@ size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_wri
   }
   if (taken == 0) return 0;
   // One batch per tier, then one copy for the whole run.
-  bool ok = true;
-  for_each_tier_batch(scratch.spans, span_tier, spans,
-                      [&](unsigned tier_index, std::span<const tier::IoSpan> batch, const size_t*) {
-                        Status status = pool_.tier(tier_index).read_batch(batch);
-                        if (status) return true;
-                        counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-                        EMP_ERROR_LIMITED("pager", "readahead from %s: %s", pool_.tier(tier_index).name().c_str(),
-                                          status.to_string().c_str());
-                        ok = false;
-                        return false;
-                      });
+  bool ok = pool_.read_slots({scratch.spans, spans}, [&](const tier::FailedBatch& failed) {
+    counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+    EMP_ERROR_LIMITED("pager", "readahead from %s: %s", failed.tier_name.c_str(), failed.status.to_string().c_str());
+  });
   if (ok) counters_.prefetched.fetch_add(taken, std::memory_order_relaxed);  // before the install: see fill()
   uintptr_t start = region.block_range(first).start;
   if (ok && !install(start, staging, bytes, /*write_protect=*/!as_write, /*quiet=*/true)) {
@@ -234,11 +192,7 @@ size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_wri
       continue;
     }
     // Cold until a fault proves otherwise: no heat, frequency kept.
-    uint32_t next = (words[k] & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask |
-                                  BlockMeta::kPredicted)) |
-                    static_cast<uint32_t>(BlockState::kResident);
-    if (as_write) next = BlockMeta::with_write_streak(next | BlockMeta::kDirty, 3);
-    block.release(next);
+    block.release(BlockMeta::to_prefetched(words[k], as_write));
   }
   if (!ok) return 0;
   return taken;
@@ -249,11 +203,8 @@ void Pager::make_dirty(Region& region, size_t index, uint32_t word) noexcept {
   BlockRange range = region.block_range(index);
   Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
   if (!status) EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), range.start);
-  uint32_t heat = BlockMeta::heat_of(word);
-  uint32_t next = BlockMeta::with_write_streak(word | BlockMeta::kDirty, 3);
-  if (heat < BlockMeta::kMaxHeat) next += 1u << BlockMeta::kHeatShift;
   counters_.faults_write_protect.fetch_add(1, std::memory_order_relaxed);
-  block.release(next);
+  block.release(BlockMeta::mark_written(word));
 }
 
 void Pager::drop(const Region& region, const BlockRange& range) noexcept {
@@ -261,8 +212,8 @@ void Pager::drop(const Region& region, const BlockRange& range) noexcept {
     EMP_ERROR_LIMITED("pager", "dropping the pages at %#lx: %s", range.start, std::strerror(errno));
 }
 
-size_t Pager::freeze(std::span<Victim> victims, std::span<bool> written, Scratch& scratch, std::span<size_t> members,
-                     unsigned* tier_of) noexcept {
+size_t Pager::freeze(std::span<Victim> victims, std::span<bool> written, Scratch& scratch,
+                     std::span<size_t> members) noexcept {
   // Each write-protect call costs a TLB shootdown, which interrupts every CPU running a
   // thread of this process. Victims come in address order, so one call covers a run of
   // them when every block between two victims is safe to protect too: not resident (the
@@ -273,7 +224,7 @@ size_t Pager::freeze(std::span<Victim> victims, std::span<bool> written, Scratch
     if (to <= from || to - from > kMaxRunGap) return false;
     for (size_t i = from + 1; i < to; ++i) {
       uint32_t word = region.block(i).load();
-      if ((word & BlockMeta::kBusy) || (BlockMeta::state_of(word) == BlockState::kResident && (word & BlockMeta::kDirty)))
+      if (BlockMeta::is_busy(word) || (BlockMeta::is_resident(word) && BlockMeta::is_dirty(word)))
         return false;  // dirty, or being filled (perhaps writable) right now
     }
     return true;
@@ -301,7 +252,6 @@ size_t Pager::freeze(std::span<Victim> victims, std::span<bool> written, Scratch
         continue;
       }
       scratch.spans[kept] = scratch.spans[k];
-      tier_of[kept] = tier_of[k];
       members[kept++] = members[k];
     }
     first = last + 1;
@@ -309,15 +259,13 @@ size_t Pager::freeze(std::span<Victim> victims, std::span<bool> written, Scratch
   return kept;
 }
 
-uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch,
-                           EvictClock& clock) noexcept {
+void Pager::write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch,
+                       EvictClock& clock) noexcept {
   // Chunk by chunk (as much as the staging memory holds): freeze the chunk's dirty blocks
   // (write-protect), copy them to staging, then write the chunk with one batch per tier.
   std::byte* staging = scratch.staging.data();
   const size_t capacity = scratch.staging.size();
-  uint64_t bytes = 0;
-  size_t members[Scratch::kMaxSpans];   // victim index of each staged block
-  unsigned tier_of[Scratch::kMaxSpans];  // and the tier it goes to
+  size_t members[Scratch::kMaxSpans];  // victim index of each staged block
   size_t next = 0;
   while (next < victims.size()) {
     // Freeze: give each block a slot and write-protect it; a racing writer now waits.
@@ -328,11 +276,11 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
       BlockMeta& block = v.region->block(v.index);
       BlockRange range = v.region->block_range(v.index);
       if (used + range.length > capacity) break;
-      if (v.word & BlockMeta::kSharedSlot) {
+      if (BlockMeta::has_shared_slot(v.word)) {
         // A forked child may still read the old copy: write this one elsewhere.
         pool_.release_shared(block.slot, v.region->slot_bytes(v.index));
         block.slot = tier::Slot{};
-        v.word &= ~BlockMeta::kSharedSlot;
+        v.word = BlockMeta::clear_shared_slot(v.word);
       }
       if (!block.slot.valid()) {
         auto slot = pool_.allocate(v.region->slot_bytes(v.index));
@@ -344,12 +292,11 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
         }
         block.slot = *slot;
       }
-      scratch.spans[staged] = tier::IoSpan{block.slot.offset(), staging + used, range.length};
-      tier_of[staged] = block.slot.tier();
+      scratch.spans[staged] = tier::SlotSpan{block.slot, 0, staging + used, range.length};
       members[staged++] = next;
       used += range.length;
     }
-    staged = freeze(victims, written, scratch, {members, staged}, tier_of);
+    staged = freeze(victims, written, scratch, {members, staged});
     clock.lap(EvictStage::kWriteProtect);
     // Copy the frozen blocks out.
     size_t kept = 0;
@@ -367,28 +314,19 @@ uint64_t Pager::write_back(std::span<Victim> victims, std::span<bool> written, S
         continue;
       }
       scratch.spans[kept] = scratch.spans[k];
-      tier_of[kept] = tier_of[k];
       members[kept++] = members[k];
     }
     staged = kept;
     clock.lap(EvictStage::kCopy);
     // One write batch per tier among the staged blocks.
-    for_each_tier_batch(scratch.spans, tier_of, staged,
-                        [&](unsigned tier_index, std::span<const tier::IoSpan> batch, const size_t* positions) {
-                          Status status = pool_.tier(tier_index).write_batch(batch);
-                          if (!status) {
-                            counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-                            EMP_ERROR_LIMITED("pager", "writing %zu block(s) to %s: %s", batch.size(),
-                                              pool_.tier(tier_index).name().c_str(), status.to_string().c_str());
-                            for (size_t k = 0; k < batch.size(); ++k) written[members[positions[k]]] = false;
-                            return true;
-                          }
-                          for (const tier::IoSpan& span : batch) bytes += span.length;
-                          return true;
-                        });
+    (void)pool_.write_slots({scratch.spans, staged}, [&](const tier::FailedBatch& failed) {
+      counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+      EMP_ERROR_LIMITED("pager", "writing %zu block(s) to %s: %s", failed.entries.size(), failed.tier_name.c_str(),
+                        failed.status.to_string().c_str());
+      for (size_t position : failed.entries) written[members[position]] = false;
+    });
     clock.lap(EvictStage::kWriteBack);
   }
-  return bytes;
 }
 
 uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratch, EvictClock& clock) noexcept {
@@ -397,7 +335,7 @@ uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratc
   if (victims.size() > kMaxBatch) victims = victims.first(kMaxBatch);
   bool any_dirty = false;
   for (size_t i = 0; i < victims.size(); ++i) {
-    dirty[i] = victims[i].word & BlockMeta::kDirty;
+    dirty[i] = BlockMeta::is_dirty(victims[i].word);
     any_dirty |= dirty[i];
   }
   bool written[kMaxBatch];
@@ -416,23 +354,17 @@ uint64_t Pager::evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratc
       // Write-back failed: keep the block resident and writable, and hot so the next
       // sweeps try other blocks first.
       (void)uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
-      next_words[i] = v.word | BlockMeta::kHeatMask;
+      next_words[i] = BlockMeta::with_heat(v.word, BlockMeta::kMaxHeat);
       continue;
     }
     if (v.region->shared_memory()) drop(*v.region, range);
     else drops.add(range.start, range.length);
-    uint32_t next = v.word & ~(BlockMeta::kStateMask | BlockMeta::kDirty | BlockMeta::kHeatMask | BlockMeta::kPredicted);
-    uint32_t streak = BlockMeta::write_streak_of(v.word);
-    if (!dirty[i]) next = BlockMeta::with_write_streak(next, 0);
-    else if ((v.word & BlockMeta::kPredicted) && streak > 0) next = BlockMeta::with_write_streak(next, streak - 1);
     if (dirty[i]) {
-      next |= BlockMeta::kHasCopy;
       counters_.evictions_dirty.fetch_add(1, std::memory_order_relaxed);
     } else {
       counters_.evictions_clean.fetch_add(1, std::memory_order_relaxed);
     }
-    next |= static_cast<uint32_t>((next & BlockMeta::kHasCopy) ? BlockState::kEvicted : BlockState::kEmpty);
-    next_words[i] = next;
+    next_words[i] = BlockMeta::to_evicted(v.word);  // Evicted if the slot holds the data, else Empty
     v.region->block(v.index).evicted_epoch = epoch;
     budget_.uncharge(range.length);
     evicted += range.length;

@@ -28,8 +28,8 @@ namespace emp::core {
 struct Scratch {
   static Result<Scratch> create(tier::Pool& pool, size_t bytes) noexcept;
   os::Mapping staging;
-  static constexpr size_t kMaxSpans = 512;
-  tier::IoSpan spans[kMaxSpans];
+  static constexpr size_t kMaxSpans = tier::Pool::kMaxSpans;
+  tier::SlotSpan spans[kMaxSpans];
 };
 
 class Pager {
@@ -64,12 +64,14 @@ class Pager {
   bool install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect,
                bool quiet = false) noexcept;
   bool read_subblocks(Region& region, size_t index, size_t first, size_t last, std::byte* staging, Scratch& scratch) noexcept;
-  // Write-protects the staged victims (members: victim indices; spans and tier_of in the
-  // same order) with as few calls as possible; drops those that fail. Returns how many stay.
-  size_t freeze(std::span<Victim> victims, std::span<bool> written, Scratch& scratch, std::span<size_t> members,
-                unsigned* tier_of) noexcept;
+  // Write-protects the staged victims (members: victim indices; spans in the same order)
+  // with as few calls as possible; drops those that fail. Returns how many stay.
+  size_t freeze(std::span<Victim> victims, std::span<bool> written, Scratch& scratch,
+                std::span<size_t> members) noexcept;
   static constexpr size_t kMaxRunGap = 256;  // blocks checked between two victims of one run
-  uint64_t write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch, EvictClock& clock) noexcept;
+  // Writes the dirty victims (written[i] set) to their slots; clears written[i] for each
+  // one that did not reach the second tier.
+  void write_back(std::span<Victim> victims, std::span<bool> written, Scratch& scratch, EvictClock& clock) noexcept;
   void drop(const Region& region, const BlockRange& range) noexcept;
 
   os::Userfaultfd& uffd_;

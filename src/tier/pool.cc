@@ -7,9 +7,13 @@
 
 namespace emp::tier {
 
+// Allocated extents must be expressible as slots, and slots must start where tier I/O may.
+static_assert(BuddyAllocator::kUnit % Slot::kOffsetUnit == 0 && Slot::kOffsetUnit % kTierAlignment == 0,
+              "slot offsets must be aligned for tier I/O");
+
 Pool::Pool(std::vector<std::unique_ptr<Tier>> tiers, size_t read_only) {
   if (tiers.size() <= read_only) throw std::invalid_argument("a pool needs at least one second-tier element");
-  if (tiers.size() > 255) throw std::invalid_argument("a pool holds at most 255 tiers");
+  if (tiers.size() > Slot::kMaxTiers) throw std::invalid_argument("a pool holds at most 255 tiers");
   for (auto& tier : tiers) {
     std::unique_ptr<BuddyAllocator> allocator;
     if (tiers_.size() >= read_only) {
@@ -95,9 +99,36 @@ void Pool::release_shared(Slot slot, uint64_t bytes) noexcept {
   release(slot, bytes);
 }
 
-Status Pool::read_batch(Slot slot, std::span<IoSpan> spans) noexcept {
-  for (IoSpan& span : spans) span.offset += slot.offset();
-  return tiers_[slot.tier()].tier->read_batch(spans);
+bool Pool::transfer(std::span<const SlotSpan> spans, bool is_write, void* context,
+                    FailureCallback on_failure) noexcept {
+  bool all_ok = true;
+  // Callers stay within kMaxSpans; a longer array is done kMaxSpans at a time.
+  for (size_t base = 0; base < spans.size(); base += kMaxSpans) {
+    const size_t count = std::min(spans.size() - base, kMaxSpans);
+    bool grouped[kMaxSpans];
+    std::fill_n(grouped, count, false);
+    for (size_t head = 0; head < count; ++head) {
+      if (grouped[head]) continue;
+      const unsigned tier_index = spans[base + head].slot.tier();
+      IoSpan batch[kMaxSpans];
+      size_t positions[kMaxSpans];
+      size_t n = 0;
+      for (size_t j = head; j < count; ++j) {
+        const SlotSpan& span = spans[base + j];
+        if (grouped[j] || span.slot.tier() != tier_index) continue;
+        grouped[j] = true;
+        batch[n] = IoSpan{span.slot.offset() + span.offset, span.buffer, span.length};
+        positions[n++] = base + j;
+      }
+      Tier& tier = *tiers_[tier_index].tier;
+      Status status = is_write ? tier.write_batch({batch, n}) : tier.read_batch({batch, n});
+      if (status) continue;
+      all_ok = false;
+      on_failure(context, FailedBatch{tier.name(), {positions, n}, status});
+      if (!is_write) return false;
+    }
+  }
+  return all_ok;
 }
 
 Status Pool::register_buffer(void* base, size_t length) noexcept {

@@ -1,7 +1,8 @@
 // Pool: all second-tier elements of a memory path seen as one store. Capacity is
 // reserved when memory is mapped (so over-commit fails early with ENOMEM) and space is
 // allocated per block on first write-back, round-robin over the tiers that still have
-// room. A Slot names where a block's copy lives. Thread-safe.
+// room. A Slot (tier/slot.h) names where a block's copy lives; all block I/O addresses
+// the pool by slot (read_slots/write_slots: one batch per tier). Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -9,25 +10,34 @@
 #include <map>
 #include <mutex>
 #include <memory>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/mem_path.h"
 #include "common/status.h"
 #include "tier/buddy_allocator.h"
+#include "tier/slot.h"
 #include "tier/tier.h"
 
 namespace emp::tier {
 
-// A block's place in the pool, packed in 64 bits for the block table.
-struct Slot {
-  static constexpr uint64_t kNone = ~0ULL;
-  uint64_t packed = kNone;
+// One transfer between local memory and the pool: `length` bytes at `offset` within
+// `slot` (so callers never see tier offsets).
+struct SlotSpan {
+  Slot slot;
+  uint64_t offset;  // within the slot
+  void* buffer;     // local memory (read: destination, write: source)
+  size_t length;
+};
 
-  static Slot make(unsigned tier, uint64_t offset) noexcept { return Slot{(offset >> 12) << 8 | tier}; }
-  bool valid() const noexcept { return packed != kNone; }
-  unsigned tier() const noexcept { return static_cast<unsigned>(packed & 0xff); }
-  uint64_t offset() const noexcept { return (packed >> 8) << 12; }
+// A tier batch of Pool::read_slots/write_slots that failed: the tier, the positions (in
+// the caller's span array) of the batch's entries, and the error.
+struct FailedBatch {
+  const std::string& tier_name;
+  std::span<const size_t> entries;
+  Status status;
 };
 
 class Pool {
@@ -59,11 +69,33 @@ class Pool {
   // they all have ended.
   void release_shared(Slot slot, uint64_t bytes) noexcept;
 
-  // Reads spans whose offsets are relative to the slot (they are rebased in place).
-  Status read_batch(Slot slot, std::span<IoSpan> spans_in_slot) noexcept;
+  // Transfers `spans` with one batch per tier (per kMaxSpans spans: callers pass no more),
+  // the tiers in order of first appearance. Noexcept and allocation-free. A read
+  // stops at the first batch that fails; a write goes on with the other tiers. Each
+  // failed batch is passed to `on_failure(const FailedBatch&)`. True if all succeeded.
+  static constexpr size_t kMaxSpans = 512;
+  template <typename OnFailure>
+  bool read_slots(std::span<const SlotSpan> spans, OnFailure&& on_failure) noexcept {
+    return transfer(spans, /*is_write=*/false, context_of(on_failure), &call_failure<OnFailure>);
+  }
+  template <typename OnFailure>
+  bool write_slots(std::span<const SlotSpan> spans, OnFailure&& on_failure) noexcept {
+    return transfer(spans, /*is_write=*/true, context_of(on_failure), &call_failure<OnFailure>);
+  }
   Status register_buffer(void* base, size_t length) noexcept;
 
  private:
+  using FailureCallback = void (*)(void* context, const FailedBatch& failed);
+  template <typename OnFailure>
+  static void* context_of(OnFailure& on_failure) noexcept {
+    return const_cast<void*>(static_cast<const void*>(std::addressof(on_failure)));
+  }
+  template <typename OnFailure>
+  static void call_failure(void* context, const FailedBatch& failed) noexcept {
+    (*static_cast<std::remove_reference_t<OnFailure>*>(context))(failed);
+  }
+  bool transfer(std::span<const SlotSpan> spans, bool is_write, void* context, FailureCallback on_failure) noexcept;
+
   struct Member {
     std::unique_ptr<Tier> tier;
     std::unique_ptr<BuddyAllocator> allocator;

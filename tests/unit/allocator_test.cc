@@ -60,9 +60,11 @@ TEST(Pool, ReservationFailsWithEnomemAndRoundRobins) {
   ASSERT_TRUE(a && b);
   EXPECT_NE(a->tier(), b->tier());
   std::vector<char> out(64 << 10, 'x'), in(64 << 10);
-  ASSERT_TRUE(pool.tier(a->tier()).write(a->offset(), out.data(), out.size()).is_ok());
-  tier::IoSpan span{0, in.data(), in.size()};
-  ASSERT_TRUE(pool.read_batch(*a, {&span, 1}).is_ok());
+  auto no_failure = [](const tier::FailedBatch&) { ADD_FAILURE(); };
+  tier::SlotSpan write{*a, 0, out.data(), out.size()};
+  ASSERT_TRUE(pool.write_slots({&write, 1}, no_failure));
+  tier::SlotSpan read{*a, 0, in.data(), in.size()};
+  ASSERT_TRUE(pool.read_slots({&read, 1}, no_failure));
   EXPECT_EQ(in, out);
 }
 
@@ -98,7 +100,7 @@ TEST(BlockMeta, BusyBitAndHeat) {
   EXPECT_EQ(core::BlockMeta::state_of(word), core::BlockState::kEmpty);
   uint32_t again;
   EXPECT_FALSE(block.try_acquire(&again));
-  block.release(static_cast<uint32_t>(core::BlockState::kResident) | (2u << core::BlockMeta::kHeatShift));
+  block.release(core::BlockMeta::with_heat(core::BlockMeta::to_prefetched(core::BlockMeta::to_empty(), false), 2));
   EXPECT_FALSE(block.cool());  // heat 2 -> 1
   EXPECT_FALSE(block.cool());  // 1 -> 0
   EXPECT_TRUE(block.cool());   // cold: a candidate
