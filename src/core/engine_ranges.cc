@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "core/engine.h"
+#include "os/page.h"
 #include "os/raw_syscalls.h"
 
 namespace emp::core {
@@ -235,27 +236,26 @@ void Engine::for_each_absent_range(void (*visit)(uintptr_t, size_t, void*), void
   // Evicted blocks, and blocks a fill or an eviction was working on at fork time (their
   // busy bit is still set in this copy): the pages not mapped here are absent. A block
   // being filled from Empty is not: its missing pages read zeros, which is right.
-  constexpr size_t kPage = 4096;
   uintptr_t run_start = 0, run_end = 0;
   auto add_page = [&](uintptr_t page) {
     if (page == run_end) {
-      run_end += kPage;
+      run_end += os::kPageSize;
       return;
     }
     if (run_end > run_start) visit(run_start, run_end - run_start, context);
     run_start = page;
-    run_end = page + kPage;
+    run_end = page + os::kPageSize;
   };
-  unsigned char present[kMaxBlockSize / kPage];
+  unsigned char present[kMaxBlockSize / os::kPageSize];
   for (const auto& region : *regions_.snapshot()) {
     for (size_t k = 0; k < region->block_count(); ++k) {
       uint32_t word = region->block(k).load();
       if (!BlockMeta::is_evicted(word) && !(BlockMeta::is_busy(word) && !BlockMeta::is_empty(word))) continue;
       BlockRange range = region->block_range(k);
-      size_t pages = range.length / kPage;
+      size_t pages = range.length / os::kPageSize;
       if (::mincore(range.pointer(), range.length, present) != 0) std::fill(present, present + pages, 0);
       for (size_t p = 0; p < pages; ++p)
-        if (!(present[p] & 1)) add_page(range.start + p * kPage);
+        if (!(present[p] & 1)) add_page(range.start + p * os::kPageSize);
     }
   }
   if (run_end > run_start) visit(run_start, run_end - run_start, context);

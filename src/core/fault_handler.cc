@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "common/log.h"
+#include "os/page.h"
 
 namespace emp::core {
 namespace {
@@ -176,7 +177,7 @@ void FaultHandler::on_missing(Region& region, uintptr_t address, bool is_write, 
       // the kernel dropped it behind our back (wipe-on-fork, a raw MADV_DONTNEED): it
       // reads zeros, as it would without EMP.
       Status error;
-      (void)uffd_.zeropage(reinterpret_cast<void*>(address & ~uintptr_t{4095}), 4096, /*wake=*/true, &error);
+      (void)uffd_.zeropage(reinterpret_cast<void*>(os::page_floor(address)), os::kPageSize, /*wake=*/true, &error);
     }
     block.release(word);
     (void)pager_.wake(address);

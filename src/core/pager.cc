@@ -7,16 +7,14 @@
 
 #include "common/log.h"
 #include "os/app_memory.h"
+#include "os/page.h"
 #include "os/page_drop.h"
 #include "os/raw_syscalls.h"
 
 namespace emp::core {
-namespace {
-constexpr size_t kPage = 4096;
-}  // namespace
 
 Result<Scratch> Scratch::create(tier::Pool& pool, size_t bytes) noexcept {
-  auto staging = os::Mapping::anonymous(bytes, kPage, /*populate=*/true);
+  auto staging = os::Mapping::anonymous(bytes, os::kPageSize, /*populate=*/true);
   if (!staging) return staging.status();
   Status status = pool.register_buffer(staging->data(), staging->size());
   if (!status) return status;
@@ -36,7 +34,7 @@ Pager::Pager(os::Userfaultfd& uffd, tier::Pool& pool, FrameBudget& budget, Engin
 }
 
 Status Pager::wake(uintptr_t address) noexcept {
-  return uffd_.wake(reinterpret_cast<void*>(address & ~(kPage - 1)), kPage);
+  return uffd_.wake(reinterpret_cast<void*>(os::page_floor(address)), os::kPageSize);
 }
 
 bool Pager::install(uintptr_t destination, const std::byte* source, size_t length, bool write_protect,
@@ -51,8 +49,8 @@ bool Pager::install(uintptr_t destination, const std::byte* source, size_t lengt
     done += copied;
     if (outcome == os::CopyOutcome::kExists) {
       // Someone mapped this page (e.g. a kernel CoW): keep theirs, go on after it.
-      (void)uffd_.wake(reinterpret_cast<void*>(destination + done), kPage);
-      done += kPage;
+      (void)uffd_.wake(reinterpret_cast<void*>(destination + done), os::kPageSize);
+      done += os::kPageSize;
       continue;
     }
     if (error) continue;  // EAGAIN (no error set): the address space changed under us; retry the rest

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "os/page.h"
+
 namespace emp::preload {
 namespace {
 
@@ -61,8 +63,8 @@ void* HeapArena::allocate(size_t length) noexcept {
 }
 
 void HeapArena::free(void* p, size_t length) noexcept {
-  uintptr_t start = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{4095};
-  uintptr_t end = (reinterpret_cast<uintptr_t>(p) + length + 4095) & ~uintptr_t{4095};
+  uintptr_t start = os::page_floor(reinterpret_cast<uintptr_t>(p));
+  uintptr_t end = os::page_ceil(reinterpret_cast<uintptr_t>(p) + length);
   start = std::max(start, base_);
   end = std::min(end, base_ + length_);
   if (start >= end) return;

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <new>
 
+#include "os/page.h"
 #include "preload/next_symbol.h"
 #include "preload/runtime.h"
 #include "preload/thread_role.h"
@@ -29,8 +30,6 @@ void __libc_free(void* p);
 
 namespace emp::preload {
 namespace {
-
-constexpr size_t kPage = 4096;
 
 // The arena when this thread's allocations belong to the application.
 HeapArena* application_arena() noexcept {
@@ -171,8 +170,8 @@ void* memalign(size_t alignment, size_t size) {
   return allocate_aligned(alignment < sizeof(void*) ? sizeof(void*) : alignment, size);
 }
 
-void* valloc(size_t size) { return allocate_aligned(kPage, size); }
-void* pvalloc(size_t size) { return allocate_aligned(kPage, (size + kPage - 1) & ~(kPage - 1)); }
+void* valloc(size_t size) { return allocate_aligned(emp::os::kPageSize, size); }
+void* pvalloc(size_t size) { return allocate_aligned(emp::os::kPageSize, emp::os::page_ceil(size)); }
 
 size_t malloc_usable_size(void* p) {
   if (!p) return 0;

@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "os/page.h"
 #include "os/raw_syscalls.h"
 #include "preload/next_symbol.h"
 #include "preload/runtime.h"
@@ -35,10 +36,6 @@ void __libc_free(void* p);
 
 namespace emp::preload {
 namespace {
-
-constexpr size_t kPage = 4096;
-
-size_t page_round(size_t length) noexcept { return (length + kPage - 1) & ~(kPage - 1); }
 
 // The runtime when this call is the application's and EMP is running.
 Runtime* managing_runtime() noexcept {
@@ -60,7 +57,7 @@ void* fail(int error) noexcept {
 // memory, a discard: the range reads zeros, as a fresh mapping would).
 void* arena_mmap(Runtime& rt, void* addr, size_t length, int flags) noexcept {
   HeapArena& arena = *rt.arena();
-  length = page_round(length);
+  length = os::page_ceil(length);
   if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
     if (!arena.contains(addr, length)) return fail(ENOMEM);
     if (rt.active()) {
@@ -100,7 +97,7 @@ bool is_shared_memfd(int flags, int fd, struct stat* st) noexcept {
 // mapping of exactly the announced size: anonymous private (plain -m, memory-backend-ram)
 // or of a memfd (memory-backend-memfd). The TCG buffer, ROMs and the rest are not.
 void* guest_ram_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, int fd, off_t offset) noexcept {
-  bool activation = (flags & MAP_FIXED) && page_round(length) == rt.guest_ram_bytes() && prot == (PROT_READ | PROT_WRITE);
+  bool activation = (flags & MAP_FIXED) && os::page_ceil(length) == rt.guest_ram_bytes() && prot == (PROT_READ | PROT_WRITE);
   struct stat st{};
   bool anonymous = is_anonymous_private(flags);
   bool memfd = !anonymous && activation && offset == 0 && is_shared_memfd(flags, fd, &st);
@@ -111,8 +108,8 @@ void* guest_ram_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags
   // emp-qemu checked that the guest RAM fits in local DRAM plus the second tier; the
   // region takes tier space as blocks are evicted (a full up-front reservation would
   // also need the resident part, and the edge blocks of an unaligned mapping, in the tier).
-  Status status = anonymous ? engine.adopt(p, page_round(length), /*reserve_pool=*/false)
-                            : engine.adopt_shared(p, page_round(length), /*reserve_pool=*/false);
+  Status status = anonymous ? engine.adopt(p, os::page_ceil(length), /*reserve_pool=*/false)
+                            : engine.adopt_shared(p, os::page_ceil(length), /*reserve_pool=*/false);
   if (!status) {
     // Never run the guest on unmanaged RAM behind the user's back.
     EMP_ERROR("preload", "cannot manage the guest RAM (%s mapping of %zu bytes): %s", anonymous ? "anonymous" : "memfd",
@@ -122,7 +119,7 @@ void* guest_ram_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags
   }
   if (memfd)
     rt.set_guest_memfd({fd, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                        reinterpret_cast<uintptr_t>(p), page_round(length)});
+                        reinterpret_cast<uintptr_t>(p), os::page_ceil(length)});
   return p;
 }
 
@@ -131,14 +128,14 @@ void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, 
   core::Engine& engine = rt.engine();
   bool replacing = (flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE);
   if (replacing && engine.overlaps(addr, length)) {
-    if (in_arena(rt, addr, page_round(length))) return fail(EINVAL);  // the heap's own space
-    (void)engine.forget_range(addr, page_round(length));
+    if (in_arena(rt, addr, os::page_ceil(length))) return fail(EINVAL);  // the heap's own space
+    (void)engine.forget_range(addr, os::page_ceil(length));
   }
   if (rt.guest_ram_bytes()) return guest_ram_mmap(rt, addr, length, prot, flags, fd, offset);
   if (!is_anonymous_private(flags)) return os::raw_mmap(addr, length, prot, flags, fd, offset);
   void* p = os::raw_mmap(addr, length, prot, flags & ~MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) return p;
-  Status status = engine.adopt(p, page_round(length));
+  Status status = engine.adopt(p, os::page_ceil(length));
   if (!status) {
     if (status.code() == ENOMEM) {
       os::raw_munmap(p, length);
@@ -152,7 +149,7 @@ void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, 
 // munmap of managed memory outside the heap arena (munmap() handles the arena first).
 int managed_munmap(Runtime& rt, void* addr, size_t length) noexcept {
   InternalScope scope;
-  Status status = rt.engine().forget_range(addr, page_round(length));
+  Status status = rt.engine().forget_range(addr, os::page_ceil(length));
   if (!status) EMP_LOG_LIMITED(log::Level::kWarn, "preload", "munmap(%p, %zu): %s", addr, length, status.to_string().c_str());
   return os::raw_munmap(addr, length);
 }
@@ -162,8 +159,8 @@ int managed_munmap(Runtime& rt, void* addr, size_t length) noexcept {
 void* managed_mremap(Runtime& rt, void* old_address, size_t old_size, size_t new_size, int flags, void* new_address) noexcept {
   InternalScope scope;
   core::Engine& engine = rt.engine();
-  old_size = page_round(old_size);
-  new_size = page_round(new_size);
+  old_size = os::page_ceil(old_size);
+  new_size = os::page_ceil(new_size);
   if (new_size == 0 || (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)) || in_arena(rt, old_address, 1))
     return fail(EINVAL);  // MREMAP_DONTUNMAP and the heap arena are not supported
   char* old_bytes = static_cast<char*>(old_address);
@@ -235,7 +232,7 @@ void* mmap64(void* addr, size_t length, int prot, int flags, int fd, off_t offse
 
 int munmap(void* addr, size_t length) {
   Runtime* rt = runtime();
-  if (rt && in_arena(*rt, addr, page_round(length))) {
+  if (rt && in_arena(*rt, addr, emp::os::page_ceil(length))) {
     arena_munmap(*rt, addr, length);
     return 0;
   }
@@ -278,13 +275,13 @@ int madvise(void* addr, size_t length, int advice) {
     case MADV_FREE:
     case MADV_REMOVE: {
       // Zeros afterwards, and the DRAM and tier space back; parts outside EMP go to the kernel.
-      emp::Status status = rt->engine().discard_range(addr, page_round(length));
+      emp::Status status = rt->engine().discard_range(addr, emp::os::page_ceil(length));
       struct Outside {
         int advice;
         int result;
       } outside{advice, 0};
       rt->engine().for_each_unmanaged_part(
-          addr, page_round(length),
+          addr, emp::os::page_ceil(length),
           [](void* start, size_t bytes, void* context) {
             auto* o = static_cast<Outside*>(context);
             if (emp::os::raw_madvise(start, bytes, o->advice) != 0) o->result = -1;
@@ -300,7 +297,7 @@ int madvise(void* addr, size_t length, int advice) {
     case MADV_KEEPONFORK: {
       int result = emp::os::raw_madvise(addr, length, advice);
       if (result == 0)
-        rt->note_wipe_on_fork(reinterpret_cast<uintptr_t>(addr), page_round(length), advice == MADV_WIPEONFORK);
+        rt->note_wipe_on_fork(reinterpret_cast<uintptr_t>(addr), emp::os::page_ceil(length), advice == MADV_WIPEONFORK);
       return result;
     }
     case MADV_HUGEPAGE:

@@ -16,10 +16,11 @@
 #include <string>
 
 #include "common/status.h"
+#include "os/page.h"
 
 namespace emp::tier {
 
-inline constexpr size_t kTierAlignment = 4096;
+inline constexpr size_t kTierAlignment = os::kPageSize;  // of every I/O's offset and length
 
 struct IoSpan {
   uint64_t offset;  // within the tier
