@@ -79,6 +79,20 @@ std::string dram_line(const JsonValue& dram) {
   return line;
 }
 
+// "acquire 0.3/0.6, charge ..." from {"acquire":{"mean_us":..,"p99_us":..},...}, in order.
+std::string stages_line(const JsonValue& stages) {
+  std::string line;
+  for (const auto& [name, stage] : stages.members()) {
+    char entry[96];
+    std::snprintf(entry, sizeof entry, "%s%s %.1f/%.1f", line.empty() ? "" : ", ", name.c_str(),
+                  stage.number("mean_us"), stage.number("p99_us"));
+    line += entry;
+  }
+  if (const auto& members = stages.members(); !members.empty())
+    line += "  (" + std::to_string(members.front().second.u64("count")) + ")";
+  return line;
+}
+
 void print_stats_table(const JsonValue& reply) {
   const JsonValue* stats = reply.find("stats");
   const JsonValue* dram = reply.find("dram");
@@ -96,6 +110,14 @@ void print_stats_table(const JsonValue& reply) {
   std::printf("  evictions      clean %llu, dirty %llu (on the fault path %llu)\n",
               (unsigned long long)s.u64("evictions_clean"), (unsigned long long)s.u64("evictions_dirty"),
               (unsigned long long)s.u64("evictions_direct"));
+  if (const JsonValue* stages = s.find("fault_stages"); stages && stages->is_object())
+    std::printf("  fetch stages   %s  (us mean/p99)\n", stages_line(*stages).c_str());
+  if (const JsonValue* stages = s.find("evict_stages"); stages && stages->is_object())
+    std::printf("  evict batches  %s  (us mean/p99)\n", stages_line(*stages).c_str());
+  if (const JsonValue* paths = s.find("paths"); paths && paths->is_object())
+    std::printf("  page tables    %llu write-protect and %llu unmap calls; unmap via %s, freeze via %s\n",
+                (unsigned long long)s.u64("write_protect_calls"), (unsigned long long)s.u64("drop_calls"),
+                paths->str("unmap").c_str(), paths->str("write_protect").c_str());
   std::printf("  local DRAM     %s resident of %s budget (peak %s, slack %s)\n", size_text(s.u64("resident_bytes")).c_str(),
               size_text(s.u64("budget_bytes")).c_str(), size_text(s.u64("peak_resident_bytes")).c_str(),
               size_text(dram->u64("slack_bytes")).c_str());

@@ -49,7 +49,7 @@ Engine::Engine(EngineConfig config, os::Userfaultfd uffd)
       pool_(std::move(config.pool)),
       budget_(config.budget_bytes, uint64_t{config.options.fault_threads} * config.options.block_size),
       clock_(regions_),
-      pager_(uffd_, *pool_, budget_, counters_, options_, os::probe_drop_method()),
+      pager_(uffd_, *pool_, budget_, counters_, options_, config.drop_method.value_or(os::probe_drop_method())),
       evictor_(clock_, pager_, budget_, counters_, *pool_, options_.block_size),
       faults_(uffd_, regions_, pager_, evictor_, clock_, budget_, counters_, *pool_, options_,
               config.fatal ? std::move(config.fatal) : FatalHandler(default_fatal)),
@@ -165,6 +165,8 @@ EngineStats Engine::stats() const {
   s.io_errors = counters_.io_errors.load();
   s.write_protect_calls = counters_.write_protect_calls.load();
   s.drop_calls = counters_.drop_calls.load();
+  s.unmap_path = std::string(os::to_string(pager_.drop_method())) + " (MADV_DONTNEED)";
+  s.write_protect_path = uffd_.write_protect_enabled() ? "UFFDIO_WRITEPROTECT per run of victims" : "none (no write-protect)";
   s.resident_bytes = budget_.resident();
   s.budget_bytes = budget_.budget();
   s.peak_resident_bytes = budget_.peak();

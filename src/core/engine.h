@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/options.h"
@@ -31,6 +32,8 @@ struct EngineConfig {
   std::unique_ptr<tier::Pool> pool;
   os::UffdOpenOptions uffd;
   FatalHandler fatal;  // default: log the message and abort()
+  // How evicted pages are dropped; probed when unset (tests force the fallback).
+  std::optional<os::DropMethod> drop_method;
 };
 
 class Engine {

@@ -92,7 +92,7 @@ void Evictor::run() noexcept {
     while (budget_.resident() > budget_.low_watermark(min_headroom())) {
       if (stopping_.load()) return;
       uint64_t low = budget_.low_watermark(min_headroom());
-      uint64_t floor = std::min(kBatchBlocks * block_size_, budget_.headroom(min_headroom()) / 2);
+      uint64_t floor = std::min(batch_target(), budget_.headroom(min_headroom()) / 2);
       uint64_t want = std::max(budget_.resident() - std::min(low, budget_.resident()), floor);
       if (evict_batch(std::min(want, kBatchBytes), scratch_) == 0) {
         // Every resident block is busy right now: wait for a kick (or the idle check).

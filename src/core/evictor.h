@@ -29,7 +29,11 @@ class Evictor {
   uint64_t evict_direct(uint64_t bytes, Scratch& scratch) noexcept;
   // Low enough to keep nearly all the budget as cache, high enough that the space between
   // the watermarks holds a full batch: each batch costs two TLB shootdowns however small.
-  uint64_t min_headroom() const noexcept { return 2 * kBatchBlocks * block_size_; }
+  uint64_t min_headroom() const noexcept { return 2 * batch_target(); }
+  // A full batch: up to kBatchBlocks blocks and kBatchTargetBytes (at least one block).
+  uint64_t batch_target() const noexcept {
+    return std::max(block_size_, std::min<uint64_t>(kBatchBlocks * block_size_, kBatchTargetBytes));
+  }
   // Above the high watermark, and the managed memory does not all fit in the budget
   // (when it does, nothing ever needs evicting: e.g. a program given 100 % local).
   bool needs_eviction() const noexcept {
@@ -38,8 +42,9 @@ class Evictor {
   }
 
  private:
-  static constexpr size_t kBatchBlocks = 64;
-  static constexpr uint64_t kBatchBytes = 8ULL << 20;
+  static constexpr size_t kBatchBlocks = 256;              // victims per batch (Pager::evict's limit)
+  static constexpr uint64_t kBatchTargetBytes = 1ULL << 20;  // what the evictor aims a batch at
+  static constexpr uint64_t kBatchBytes = 8ULL << 20;        // the most one batch moves (staging)
   void run() noexcept;
   void track_demand(uint64_t now_ns) noexcept;
   uint64_t evict_batch(uint64_t max_bytes, Scratch& scratch) noexcept;

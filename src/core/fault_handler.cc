@@ -84,10 +84,10 @@ void FaultHandler::stop() noexcept {
 
 void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
   constexpr size_t kBatch = 16;
-  constexpr uint64_t kSpinNs = 30000;
   uffd_msg messages[kBatch];
   pollfd fds[2] = {{uffd_.fd(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
   uint64_t last_fault_ns = 0;
+  WaitPolicy wait;
   RegionTable::View regions(regions_);
   for (;;) {
     ssize_t n = ::read(uffd_.fd(), messages, sizeof messages);
@@ -96,9 +96,7 @@ void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
         EMP_ERROR("fault", "reading userfaultfd: %s", std::strerror(errno));
         return;
       }
-      // Faults come in bursts: poll briefly before sleeping, since waking an idle CPU
-      // costs more than a fault (docs/performance.md). Bounded, and yielding.
-      if (now_ns() - last_fault_ns < kSpinNs) {
+      if (now_ns() - last_fault_ns < wait.spin_ns()) {
         sched_yield();
         continue;
       }
@@ -109,6 +107,7 @@ void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
       continue;
     }
     uint64_t start = now_ns();
+    if (last_fault_ns) wait.note_gap(start - last_fault_ns);
     size_t count = static_cast<size_t>(n) / sizeof(uffd_msg);
     for (size_t i = 0; i < count; ++i) handle(messages[i], regions, *scratch, start);
     last_fault_ns = now_ns();

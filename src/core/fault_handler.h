@@ -9,6 +9,7 @@
 
 #include <linux/userfaultfd.h>
 
+#include <algorithm>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -22,6 +23,25 @@ namespace emp::core {
 
 // Called when a fault cannot be served (second tier unreadable): must not return.
 using FatalHandler = std::function<void(const char* message)>;
+
+// How long a fault thread polls for the next fault before it sleeps. Waking a sleeping
+// thread costs an inter-processor interrupt (tens of µs in a VM), polling costs a CPU:
+// poll when faults come close together (a tmpfs or shared-memory tier: a few µs apart),
+// sleep at once when they are far apart (a disk or network tier, or an idle program).
+// The budget is twice the exponential average of the gap between fault batches, and no
+// polling once that average passes kMaxSpinNs. One per fault thread; not thread-safe.
+class WaitPolicy {
+ public:
+  static constexpr uint64_t kMaxSpinNs = 50'000;
+  void note_gap(uint64_t gap_ns) noexcept {
+    gap_ns = std::min<uint64_t>(gap_ns, 4 * kMaxSpinNs);
+    average_gap_ns_ = (3 * average_gap_ns_ + gap_ns) / 4;
+  }
+  uint64_t spin_ns() const noexcept { return average_gap_ns_ > kMaxSpinNs ? 0 : 2 * average_gap_ns_; }
+
+ private:
+  uint64_t average_gap_ns_ = kMaxSpinNs / 2;
+};
 
 class FaultHandler {
  public:

@@ -88,7 +88,9 @@ std::string EngineStats::to_json() const {
             ",\"read_ops\":" + std::to_string(t.counters.read_ops) + ",\"write_ops\":" + std::to_string(t.counters.write_ops) +
             ",\"errors\":" + std::to_string(t.counters.errors) + "}";
   }
-  json += "],\"write_protect_calls\":" + std::to_string(write_protect_calls) +
+  json += "],\"paths\":{\"unmap\":\"" + json_escaped(unmap_path) + "\",\"write_protect\":\"" +
+          json_escaped(write_protect_path) + "\"}";
+  json += ",\"write_protect_calls\":" + std::to_string(write_protect_calls) +
           ",\"drop_calls\":" + std::to_string(drop_calls) + ",\"fault_stages\":" + fault_stages_json() + ",\"evict_stages\":" + evict_stages_json() + "}";
   return json;
 }
@@ -117,7 +119,7 @@ std::string EngineStats::to_text() const {
   out += "fault stages      " + fault_stages_text() + " (us mean/p50/p99, fetching faults)\n";
   out += "eviction stages   " + evict_stages_text() + " (us mean/p50/p99, per batch)\n";
   out += "page-table calls  " + std::to_string(write_protect_calls) + " write-protect, " + std::to_string(drop_calls) +
-         " unmap (eviction; one TLB shootdown each)\n";
+         " unmap (eviction; one TLB shootdown each); paths: unmap " + unmap_path + ", freeze " + write_protect_path + "\n";
   for (const auto& tier : tiers)
     out += "  tier " + tier.name + ": " + tier.health + ", " + format_size(tier.counters.bytes_read) + " read, " +
            format_size(tier.counters.bytes_written) + " written\n";

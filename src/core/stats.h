@@ -43,6 +43,9 @@ struct EngineStats {
   uint64_t faults_zero = 0, faults_fetch = 0, faults_write_protect = 0, faults_local = 0, prefetched = 0;
   uint64_t evictions_clean = 0, evictions_dirty = 0, evictions_direct = 0, io_errors = 0;
   uint64_t write_protect_calls = 0, drop_calls = 0;
+  // The kernel paths in use (probed at start): how evicted pages are dropped, how dirty
+  // victims are frozen.
+  std::string unmap_path, write_protect_path;
   uint64_t resident_bytes = 0, budget_bytes = 0, peak_resident_bytes = 0;
   uint64_t managed_bytes = 0, metadata_bytes = 0, regions = 0;
   uint64_t pool_capacity = 0, pool_reserved = 0;

@@ -88,6 +88,17 @@ const std::vector<Backend>& backends() {
          scratch_files().push_back(spec.location);
          return tier::FileTier::open(spec);
        }},
+      {"file_tmpfs",  // a file in memory: I/O in place on the calling thread, not io_uring
+       [](std::string*) -> std::unique_ptr<tier::Tier> {
+         TierSpec spec;
+         spec.kind = TierSpec::Kind::kFile;
+         spec.location = temp_tier_path("conformance");
+         spec.location.replace(0, std::string("/var/tmp").size(), "/dev/shm");
+         spec.size_bytes = kCapacity;
+         spec.element = spec.location + ":16:0";
+         scratch_files().push_back(spec.location);
+         return tier::FileTier::open(spec);
+       }},
       {"remote_tcp", [](std::string* skip) { return make_remote(net::Provider::kTcp, skip); }},
       {"remote_shm", [](std::string* skip) { return make_remote(net::Provider::kShm, skip); }},
   };
@@ -230,7 +241,7 @@ TEST_P(TierConformance, UnregisteredBuffersWorkToo) {
   std::free(loose);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTiers, TierConformance, ::testing::Range<size_t>(0, 4),
+INSTANTIATE_TEST_SUITE_P(AllTiers, TierConformance, ::testing::Range<size_t>(0, 5),
                          [](const auto& param_info) { return backends()[param_info.param].name; });
 
 }  // namespace

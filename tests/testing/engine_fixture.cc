@@ -26,6 +26,7 @@ const char* to_string(TierKind kind) {
   switch (kind) {
     case TierKind::kMemory: return "memory";
     case TierKind::kFile: return "file";
+    case TierKind::kTmpfsFile: return "tmpfs";
     case TierKind::kThreeTierPool: return "pool3";
   }
   return "?";
@@ -37,10 +38,11 @@ std::string temp_tier_path(const std::string& tag) {
 }
 
 std::unique_ptr<tier::Pool> make_pool(TierKind kind, uint64_t bytes, std::vector<std::string>* files) {
-  auto file_tier = [&](uint64_t size) {
+  auto file_tier = [&](uint64_t size, bool in_memory = false) {
     TierSpec spec;
     spec.kind = TierSpec::Kind::kFile;
-    spec.location = temp_tier_path("file");
+    spec.location = temp_tier_path(in_memory ? "tmpfs" : "file");
+    if (in_memory) spec.location.replace(0, std::string("/var/tmp").size(), "/dev/shm");
     spec.size_bytes = size;
     spec.element = spec.location;
     if (files) files->push_back(spec.location);
@@ -50,6 +52,7 @@ std::unique_ptr<tier::Pool> make_pool(TierKind kind, uint64_t bytes, std::vector
   switch (kind) {
     case TierKind::kMemory: tiers.push_back(tier::MemoryTier::create(bytes)); break;
     case TierKind::kFile: tiers.push_back(file_tier(bytes)); break;
+    case TierKind::kTmpfsFile: tiers.push_back(file_tier(bytes, /*in_memory=*/true)); break;
     case TierKind::kThreeTierPool:
       tiers.push_back(tier::MemoryTier::create(bytes / 2));
       tiers.push_back(file_tier(bytes / 4));
@@ -70,6 +73,7 @@ std::unique_ptr<core::Engine> make_engine(const EngineSetup& setup, std::string*
   config.options.fault_threads = setup.fault_threads;
   config.budget_bytes = setup.budget;
   config.pool = make_pool(setup.tier, setup.pool_bytes, files);
+  if (!setup.batched_unmap) config.drop_method = os::DropMethod::kMadvisePerRun;
   try {
     return core::Engine::create(std::move(config));
   } catch (const std::system_error& error) {

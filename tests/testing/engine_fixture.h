@@ -14,7 +14,9 @@
 
 namespace emp::testing {
 
-enum class TierKind { kMemory, kFile, kThreeTierPool };
+// kFile: a file on the disk (O_DIRECT; io_uring for batches); kTmpfsFile: a file in
+// /dev/shm (I/O in place on the calling thread).
+enum class TierKind { kMemory, kFile, kTmpfsFile, kThreeTierPool };
 const char* to_string(TierKind kind);
 
 struct EngineSetup {
@@ -27,6 +29,9 @@ struct EngineSetup {
   uint64_t budget = 16 << 20;
   uint64_t pool_bytes = 256 << 20;
   TierKind tier = TierKind::kMemory;
+  // False forces the fallback for dropping evicted pages (one madvise per run) on kernels
+  // that have the batched path.
+  bool batched_unmap = true;
 };
 
 // Scratch files of one test, removed when it ends.
