@@ -9,12 +9,11 @@
 
 #include "common/log.h"
 #include "common/size_parse.h"
+#include "os/page.h"
 #include "os/raw_syscalls.h"
 
 namespace emp::core {
 namespace {
-
-constexpr size_t kPage = 4096;
 
 void default_fatal(const char* message) {
   EMP_ERROR("engine", "fatal: %s", message);
@@ -68,7 +67,7 @@ Engine::~Engine() {
 
 Result<void*> Engine::map(size_t length) noexcept {
   if (length == 0) return Status::error(EINVAL, "map of zero bytes");
-  length = (length + kPage - 1) & ~(kPage - 1);
+  length = os::page_ceil(length);
   auto mapping = os::Mapping::anonymous(length, options_.block_size);
   if (!mapping) return mapping.status();
   uintptr_t base = mapping->address();
@@ -80,13 +79,13 @@ Result<void*> Engine::map(size_t length) noexcept {
 
 Status Engine::adopt(void* address, size_t length, bool reserve_pool) noexcept {
   uintptr_t base = reinterpret_cast<uintptr_t>(address);
-  if (base % kPage || length == 0 || length % kPage) return Status::error(EINVAL, "adopt: range not page aligned");
+  if (base % os::kPageSize || length == 0 || length % os::kPageSize) return Status::error(EINVAL, "adopt: range not page aligned");
   return add_region(base, length, {.reserve_pool = reserve_pool});
 }
 
 Status Engine::adopt_shared(void* address, size_t length, bool reserve_pool) noexcept {
   uintptr_t base = reinterpret_cast<uintptr_t>(address);
-  if (base % kPage || length == 0 || length % kPage) return Status::error(EINVAL, "adopt: range not page aligned");
+  if (base % os::kPageSize || length == 0 || length % os::kPageSize) return Status::error(EINVAL, "adopt: range not page aligned");
   if (!uffd_.shared_memory_enabled())
     return Status::error(ENOTSUP, "this kernel's userfaultfd cannot manage shared memory (needs MISSING_SHMEM and, "
                                   "for write-protect, WP_HUGETLBFS_SHMEM: Linux >= 5.19)");

@@ -59,6 +59,8 @@ class FaultHandler {
   void handle(const uffd_msg& message, RegionTable::View& regions, Scratch& scratch, uint64_t start_ns) noexcept;
   void on_missing(Region& region, uintptr_t address, bool is_write, Scratch& scratch, uint64_t start_ns) noexcept;
   void on_write_protect(Region& region, uintptr_t address) noexcept;
+  // How many blocks after `index` a write-protect fault there should unprotect too.
+  size_t write_run_after(Region& region, size_t index) noexcept;
   void charge(uint64_t bytes, Scratch& scratch, FaultClock& clock) noexcept;
   // After a fill: the region's locality decides whether the next blocks come along.
   void read_ahead(Region& region, size_t index, bool is_write, Scratch& scratch) noexcept;

@@ -196,13 +196,27 @@ size_t Pager::fill_ahead(Region& region, size_t first, size_t count, bool as_wri
   return taken;
 }
 
-void Pager::make_dirty(Region& region, size_t index, uint32_t word) noexcept {
-  BlockMeta& block = region.block(index);
-  BlockRange range = region.block_range(index);
-  Status status = uffd_.write_protect(range.pointer(), range.length, /*protect=*/false, /*wake=*/true);
-  if (!status) EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), range.start);
+void Pager::make_dirty(Region& region, size_t index, uint32_t word, size_t run_after) noexcept {
+  // The blocks after this one join while they are resident, clean and idle.
+  uint32_t words[kMaxAhead];
+  size_t joined = 0;
+  for (run_after = std::min(run_after, kMaxAhead); joined < run_after; ++joined) {
+    BlockMeta& next = region.block(index + 1 + joined);
+    uint32_t seen;
+    if (!next.try_acquire(&seen)) break;
+    if (!BlockMeta::is_resident(seen) || BlockMeta::is_dirty(seen)) {
+      next.release(seen);
+      break;
+    }
+    words[joined] = seen;
+  }
+  BlockRange first = region.block_range(index), last = region.block_range(index + joined);
+  Status status = uffd_.write_protect(first.pointer(), last.start + last.length - first.start, /*protect=*/false,
+                                      /*wake=*/true);
+  if (!status) EMP_ERROR_LIMITED("pager", "%s at %#lx", status.to_string().c_str(), first.start);
   counters_.faults_write_protect.fetch_add(1, std::memory_order_relaxed);
-  block.release(BlockMeta::mark_written(word));
+  for (size_t k = 0; k < joined; ++k) region.block(index + 1 + k).release(BlockMeta::mark_written(words[k]));
+  region.block(index).release(BlockMeta::mark_written(word));
 }
 
 void Pager::drop(const Region& region, const BlockRange& range) noexcept {

@@ -51,7 +51,9 @@ class Pager {
   size_t fill_ahead(Region& region, size_t first, size_t count, bool as_write, Scratch& scratch) noexcept;
   static constexpr size_t kMaxAhead = 256;  // blocks per readahead
   // Write fault on a resident clean block the caller holds busy: mark dirty, unprotect.
-  void make_dirty(Region& region, size_t index, uint32_t word) noexcept;
+  // With `run_after`, the next blocks up to that many that are resident, clean and idle
+  // become dirty and writable in the same call (a write stream).
+  void make_dirty(Region& region, size_t index, uint32_t word, size_t run_after = 0) noexcept;
   // Evicts victims (busy held); releases every victim. Returns the bytes evicted.
   // `clock` laps the write-protect, copy, write-back and unmap stages.
   uint64_t evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratch, EvictClock& clock) noexcept;

@@ -37,6 +37,8 @@ class FaultLocality {
   // within the window (a stream) double it up to `max_window`; with `elastic`, faults
   // near the last one in either direction count too (a backward run reads backward), and
   // a far fault halves the window instead of resetting it.
+  // The window now (blocks), without recording a fault.
+  uint32_t window() const noexcept { return window_.load(std::memory_order_relaxed); }
   Window next_window(size_t index, bool elastic, uint32_t max_window) noexcept {
     size_t last = last_block_.exchange(index, std::memory_order_relaxed);
     uint32_t window = window_.load(std::memory_order_relaxed);

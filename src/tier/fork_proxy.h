@@ -4,7 +4,7 @@
 // parent's tiers, but none of the parent's connections, rings or allocators may be used
 // from the child. So the child's Pool is made of ParentTiers speaking over a socketpair
 // to a ForkProxyServer thread in the parent: for each parent tier, a read-only view (the
-// slots that existed at the fork, which the parent keeps intact: BlockMeta::kSharedSlot,
+// slots that existed at the fork, which the parent keeps intact: BlockMeta::has_shared_slot,
 // Pool::release_shared) and a writable space of the child's own, whose offsets the
 // parent maps to slots it allocates in its pool and frees when the child ends. Works for
 // every tier kind (file, device, remote donor) and nests (a child's pool serves its own
