@@ -30,9 +30,11 @@ class Evictor {
   // Low enough to keep nearly all the budget as cache, high enough that the space between
   // the watermarks holds a full batch: each batch costs two TLB shootdowns however small.
   uint64_t min_headroom() const noexcept { return 2 * batch_target(); }
-  // A full batch: up to kBatchBlocks blocks and kBatchTargetBytes (at least one block).
+  // A full batch: up to kBatchBlocks blocks, kBatchTargetBytes and 1/64 of the budget
+  // (the headroom costs cache), at least one block.
   uint64_t batch_target() const noexcept {
-    return std::max(block_size_, std::min<uint64_t>(kBatchBlocks * block_size_, kBatchTargetBytes));
+    uint64_t target = std::min<uint64_t>({kBatchBlocks * block_size_, kBatchTargetBytes, budget_.budget() / 64});
+    return std::max(block_size_, target);
   }
   // Above the high watermark, and the managed memory does not all fit in the budget
   // (when it does, nothing ever needs evicting: e.g. a program given 100 % local).
