@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the remote-tier and vmd tests over libfabric's verbs provider on soft-RoCE.
+# Runs the remote-tier and vmd tests over libfabric's verbs provider on soft-RoCE, or
+# (SUITE=engine) the engine's unit and integration suites on the guest's older kernel.
 #
 # The build machines have no RDMA hardware and cannot load kernel modules, so this
 # boots Debian's own kernel under QEMU (TCG), loads rdma_rxe inside the guest, creates
@@ -7,7 +8,12 @@
 # EMP_TEST_PROVIDER=verbs plus the transport benchmark over verbs. The guest's serial
 # console is the log; the run passes only on the guest's own result marker.
 #
-#   scripts/rdma/run.sh [BUILD_DIR]        (make test-rdma; ctest -L rdma)
+#   scripts/rdma/run.sh [BUILD_DIR]              (make test-rdma; ctest -L rdma)
+#   scripts/rdma/run.sh [BUILD_DIR] engine       (make test-old-kernel; ctest -L old-kernel)
+#
+# The engine suite checks every fallback path on Debian 12's 6.1 kernel, which lacks
+# what the fast paths use on newer ones (process_madvise(PIDFD_SELF), UFFDIO_MOVE,
+# WP_ASYNC): the probes must pick the fallbacks and every test must still pass.
 #
 # Needs qemu-system-x86, busybox-static, cpio and kmod (installed with apt-get when run
 # as root) and the Debian kernel package (downloaded once into BUILD_DIR/rdma).
@@ -16,6 +22,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD_DIR=$(realpath "${1:-$ROOT/build/release}")
+SUITE=${2:-remote}
+[[ $SUITE == remote || $SUITE == engine ]] || { echo "usage: $0 [BUILD_DIR] [remote|engine]" >&2; exit 2; }
 CACHE=${EMP_RDMA_CACHE:-$BUILD_DIR/rdma}
 TIMEOUT=${EMP_RDMA_TIMEOUT:-1500}
 GUEST_IP=10.0.2.15
@@ -58,7 +66,7 @@ MODDIR=$KDIR/lib/modules/$KVER
 
 # 2. The initramfs: busybox, our binaries and their libraries at the same paths (the
 # tests find vmd by its build path), the verbs user-space driver, and the modules.
-INITRD_DIR=$CACHE/initramfs
+INITRD_DIR=$CACHE/initramfs-$SUITE
 rm -rf "$INITRD_DIR"
 mkdir -p "$INITRD_DIR"/{bin,dev,proc,sys,tmp,etc/libibverbs.d,var/tmp}
 cp /bin/busybox "$INITRD_DIR/bin/busybox"
@@ -72,7 +80,14 @@ copy_with_libs() {
   copy "$1"
   ldd "$1" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do [[ -e $lib ]] && copy "$lib"; done
 }
-binaries=("$TESTS" "$VMD" "$(command -v rdma)")
+UNIT=$BUILD_DIR/tests/emp_unit_tests
+INTEGRATION=$BUILD_DIR/tests/emp_integration_tests
+if [[ $SUITE == engine ]]; then
+  [[ -x $UNIT && -x $INTEGRATION ]] || skip "build first: $UNIT and $INTEGRATION are missing"
+  binaries=("$UNIT" "$INTEGRATION")
+else
+  binaries=("$TESTS" "$VMD" "$(command -v rdma)")
+fi
 [[ -x $BENCH ]] && binaries+=("$BENCH")
 for b in "${binaries[@]}"; do copy_with_libs "$b"; done
 for drv in /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav*.so; do copy_with_libs "$drv"; done
@@ -117,6 +132,14 @@ ulimit -l unlimited
 echo 1 > /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null
 export EMP_TEST_PROVIDER=verbs EMP_TEST_DEVICE=rxe0 EMP_TEST_HOST=$GUEST_IP EMP_TEST_TIME_SCALE=8
 cd /tmp
+mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
+if [ $SUITE = engine ]; then
+  echo "=== engine suites on \$(uname -r) ==="
+  $UNIT --gtest_color=no && $INTEGRATION --gtest_color=no --gtest_filter='Engine*-*AccessMatrix*2threads*:*AccessMatrix*4threads*'
+  rc=\$?
+  echo "EMP-RDMA-RESULT rc=\$rc"
+  poweroff -f
+fi
 echo "=== emp_remote_tests over libfabric verbs (soft-RoCE rxe0) ==="
 $TESTS --gtest_color=no
 rc=\$?
@@ -128,11 +151,11 @@ echo "EMP-RDMA-RESULT rc=\$rc"
 poweroff -f
 INIT
 chmod +x "$INITRD_DIR/init"
-INITRD=$CACHE/initrd.cpio.gz
+INITRD=$CACHE/initrd-$SUITE.cpio.gz
 (cd "$INITRD_DIR" && find . | cpio -o -H newc --quiet | gzip -1) > "$INITRD"
 
 # 3. Boot.
-LOG=$CACHE/serial.log
+LOG=$CACHE/serial-$SUITE.log
 echo "test-rdma: booting $KVER under QEMU/TCG (log: $LOG)"
 set +e
 timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 3072 -nographic -no-reboot \
@@ -140,7 +163,7 @@ timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 3072 -nograp
   -netdev user,id=n0 -device virtio-net-pci,netdev=n0 -serial "file:$LOG" -monitor none -display none
 qemu_rc=$?
 set -e
-grep -E "^\[( +OK| +FAILED|  SKIPPED|  PASSED|==========)|EMP-RDMA-RESULT|rxe0|machine|libfabric verbs|socket" "$LOG" || true
+grep -E "^\[( +OK| +FAILED|  SKIPPED|  PASSED|==========)|EMP-RDMA-RESULT|rxe0|machine|libfabric verbs|socket|engine suites|userfaultfd via" "$LOG" || true
 if grep -q "EMP-RDMA-RESULT rc=0" "$LOG"; then
   echo "test-rdma: PASSED"
   exit 0
