@@ -27,7 +27,9 @@ SUITE=${2:-remote}
 CACHE=${EMP_RDMA_CACHE:-$BUILD_DIR/rdma}
 TIMEOUT=${EMP_RDMA_TIMEOUT:-1500}
 GUEST_IP=10.0.2.15
-skip() { echo "test-rdma: SKIPPED: $*" >&2; exit 77; }
+NAME=test-rdma
+[[ $SUITE == engine ]] && NAME=test-old-kernel
+skip() { echo "$NAME: SKIPPED: $*" >&2; exit 77; }
 
 TESTS=$BUILD_DIR/tests/remote/emp_remote_tests
 VMD=$BUILD_DIR/src/vmd/vmd
@@ -42,7 +44,7 @@ command -v depmod >/dev/null || missing+=(kmod)
 command -v rdma >/dev/null || missing+=(iproute2)
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]]; then
-    echo "test-rdma: installing ${missing[*]}"
+    echo "$NAME: installing ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null || skip "apt-get install ${missing[*]} failed"
   else
     skip "missing packages: ${missing[*]} (run as root to install them)"
@@ -55,7 +57,7 @@ KDIR=$CACHE/kernel
 if ! ls "$KDIR"/boot/vmlinuz-* >/dev/null 2>&1; then
   pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | grep -o 'linux-image-[0-9][^ ]*-amd64' | head -1)
   [[ -n $pkg ]] || skip "cannot find the Debian kernel package (apt-get update?)"
-  echo "test-rdma: downloading $pkg"
+  echo "$NAME: downloading $pkg"
   (cd "$CACHE" && rm -f linux-image-*.deb && apt-get download "$pkg" >/dev/null) || skip "apt-get download $pkg failed"
   rm -rf "$KDIR" && dpkg-deb -x "$CACHE"/linux-image-*.deb "$KDIR"
 fi
@@ -156,7 +158,7 @@ INITRD=$CACHE/initrd-$SUITE.cpio.gz
 
 # 3. Boot.
 LOG=$CACHE/serial-$SUITE.log
-echo "test-rdma: booting $KVER under QEMU/TCG (log: $LOG)"
+echo "$NAME: booting $KVER under QEMU/TCG (log: $LOG)"
 set +e
 timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 3072 -nographic -no-reboot \
   -kernel "$KERNEL" -initrd "$INITRD" -append "console=ttyS0 panic=-1 loglevel=4" \
@@ -165,8 +167,8 @@ qemu_rc=$?
 set -e
 grep -E "^\[( +OK| +FAILED|  SKIPPED|  PASSED|==========)|EMP-RDMA-RESULT|rxe0|machine|libfabric verbs|socket|engine suites|userfaultfd via" "$LOG" || true
 if grep -q "EMP-RDMA-RESULT rc=0" "$LOG"; then
-  echo "test-rdma: PASSED"
+  echo "$NAME: PASSED"
   exit 0
 fi
-echo "test-rdma: FAILED (qemu exit $qemu_rc); see $LOG" >&2
+echo "$NAME: FAILED (qemu exit $qemu_rc); see $LOG" >&2
 exit 1

@@ -3,7 +3,7 @@
 // interrupts each other CPU running a thread of the process (about 10 µs per call on the
 // measured VMs, docs/performance.md); one process_madvise(PIDFD_SELF, ranges,
 // MADV_DONTNEED) flushes once for the whole batch. The method is probed once
-// (probe_drop_method: Linux >= 6.13 with PIDFD_SELF); the fallback coalesces adjacent
+// (probe_drop_method: Linux >= 6.14 with PIDFD_SELF); the fallback coalesces adjacent
 // ranges and makes one madvise per run.
 //
 // A batch is a small value owned by one thread (no locks); the probe result is plain
