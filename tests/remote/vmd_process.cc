@@ -181,6 +181,10 @@ void VmdProcess::kill_hard() {
   }
   ::kill(pid_, SIGKILL);
   ::waitpid(pid_, nullptr, 0);
+  // A killed vmd cannot remove its shared-memory endpoint (libfabric shm names it
+  // /dev/shm/<pid>:0:0); tests leave nothing behind.
+  std::string endpoint = "/dev/shm/" + std::to_string(pid_) + ":0:0";
+  ::unlink(endpoint.c_str());
 }
 
 std::string VmdProcess::log() const {
