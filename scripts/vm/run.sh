@@ -59,14 +59,15 @@ if /bin/busybox grep -q emp_balloon /proc/cmdline; then
     [ -e /modules/$m.ko ] && /bin/busybox insmod /modules/$m.ko
   done
 fi
+# The full size is read before the host is told the test runs (it inflates the balloon then).
+full=$(/bin/busybox awk '/MemTotal/ {print $2}' /proc/meminfo)
 echo "guest: $(/bin/busybox grep MemTotal /proc/meminfo), testing ${MIB} MiB ${MODE}"
 if /bin/busybox grep -q emp_balloon /proc/cmdline; then
   # Test passes until the host has inflated the balloon and given the memory back
   # (MemTotal shrinks, then returns), so the cycle happens during a test however fast
-  # the test is; at most 60 passes. The first failing pass ends it.
-  full=$(/bin/busybox awk '/MemTotal/ {print $2}' /proc/meminfo)
+  # the test is; at most 20 passes. The first failing pass ends it.
   shrunk=0 pass=0
-  while [ $pass -lt 60 ]; do
+  while [ $pass -lt 20 ]; do
     /bin/emp-guest-memtest "$MIB" $MODE || break
     pass=$((pass + 1))
     now=$(/bin/busybox awk '/MemTotal/ {print $2}' /proc/meminfo)
