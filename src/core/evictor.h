@@ -1,8 +1,9 @@
 // Evictor: keeps resident memory under the budget. A background thread (`emp-evict`)
 // wakes when resident memory crosses the high watermark (or the budget shrinks) and
 // evicts CLOCK-chosen batches until it is back under the low watermark; fault handlers
-// call evict_direct() only when the budget is exhausted. Thread-safe; start/stop from
-// the owning engine only.
+// call evict_direct() only when the budget is exhausted. The thread also measures the
+// demand (the rate faults charge the budget) and sizes the headroom from it
+// (FrameBudget::set_demand_headroom). Thread-safe; start/stop from the owning engine only.
 #pragma once
 
 #include <atomic>
