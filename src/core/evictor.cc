@@ -2,7 +2,6 @@
 
 #include <pthread.h>
 
-#include <chrono>
 
 #include "common/log.h"
 #include "os/futex.h"

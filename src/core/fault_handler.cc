@@ -7,7 +7,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <system_error>
 
@@ -16,12 +15,6 @@
 
 namespace emp::core {
 namespace {
-
-uint64_t now_ns() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 constexpr uint64_t kReadaheadBytes = 1 << 20;  // the most one readahead brings in
 
@@ -96,7 +89,7 @@ void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
         EMP_ERROR("fault", "reading userfaultfd: %s", std::strerror(errno));
         return;
       }
-      if (now_ns() - last_fault_ns < wait.spin_ns()) {
+      if (monotonic_ns() - last_fault_ns < wait.spin_ns()) {
         sched_yield();
         continue;
       }
@@ -106,11 +99,11 @@ void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
       if (fds[1].revents & POLLIN) return;
       continue;
     }
-    uint64_t start = now_ns();
+    uint64_t start = monotonic_ns();
     if (last_fault_ns) wait.note_gap(start - last_fault_ns);
     size_t count = static_cast<size_t>(n) / sizeof(uffd_msg);
     for (size_t i = 0; i < count; ++i) handle(messages[i], regions, *scratch, start);
-    last_fault_ns = now_ns();
+    last_fault_ns = monotonic_ns();
   }
 }
 
@@ -129,7 +122,7 @@ void FaultHandler::handle(const uffd_msg& message, RegionTable::View& regions, S
   }
   uint64_t fetches_before = counters_.faults_fetch.load(std::memory_order_relaxed);
   on_missing(*region, address, message.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE, scratch, start_ns);
-  uint64_t elapsed = now_ns() - start_ns;
+  uint64_t elapsed = monotonic_ns() - start_ns;
   counters_.fault_latency.record(elapsed);
   if (counters_.faults_fetch.load(std::memory_order_relaxed) != fetches_before) counters_.fetch_latency.record(elapsed);
 }

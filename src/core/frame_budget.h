@@ -43,19 +43,18 @@ class FrameBudget {
       os::futex_wake_all(room_);
     }
   }
-  // Waits until `bytes` fit within budget + slack and charges them; false after
-  // `timeout_ns` (the caller decides what then). Only reached when the evictor fell
-  // behind: in steady state faults find room (evictions_direct counts the exceptions).
+  // Charges `bytes` within budget + slack, waiting once (up to `timeout_ns`, or until an
+  // uncharge) when they do not fit; false if they still do not (the caller retries or
+  // decides). Only reached when the evictor fell behind: in steady state faults find
+  // room (evictions_direct counts the exceptions).
   bool wait_and_charge(uint64_t bytes, uint64_t timeout_ns) noexcept {
+    if (try_charge_with_slack(bytes)) return true;
     waiters_.fetch_add(1, std::memory_order_seq_cst);
-    uint64_t waited = 0;
-    bool charged = false;
-    while (!(charged = try_charge_with_slack(bytes)) && waited < timeout_ns) {
-      uint32_t seen = room_.load(std::memory_order_acquire);
-      if ((charged = try_charge_with_slack(bytes))) break;
-      constexpr uint64_t kSlice = 1'000'000;  // re-check a budget change at least every 1 ms
-      os::futex_wait(room_, seen, kSlice);
-      waited += kSlice;
+    uint32_t seen = room_.load(std::memory_order_acquire);
+    bool charged = try_charge_with_slack(bytes);  // an uncharge before `seen` was read
+    if (!charged) {
+      os::futex_wait(room_, seen, timeout_ns);
+      charged = try_charge_with_slack(bytes);
     }
     waiters_.fetch_sub(1, std::memory_order_relaxed);
     return charged;

@@ -135,21 +135,25 @@ Status FileTier::transfer_in_place(std::span<const IoSpan> spans, bool is_write)
            static_cast<char*>(spans[j].buffer) == static_cast<char*>(spans[j - 1].buffer) + spans[j - 1].length)
       ++j;
     size_t length = static_cast<size_t>(spans[j - 1].offset + spans[j - 1].length - spans[i].offset);
-    auto* bytes = static_cast<char*>(spans[i].buffer);
-    off_t offset = static_cast<off_t>(base_offset_ + spans[i].offset);
-    for (size_t moved = 0; moved < length;) {
-      ssize_t n = is_write ? ::pwrite(fd_.get(), bytes + moved, length - moved, offset + static_cast<off_t>(moved))
-                           : ::pread(fd_.get(), bytes + moved, length - moved, offset + static_cast<off_t>(moved));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        if (first_error) first_error = Status::error(n == 0 ? EIO : errno, is_write ? "tier file write" : "tier file read");
-        break;
-      }
-      moved += static_cast<size_t>(n);
-    }
+    Status status = transfer_range(static_cast<char*>(spans[i].buffer), length, spans[i].offset, is_write,
+                                   is_write ? "tier file write" : "tier file read");
+    if (first_error) first_error = status;
     i = j;
   }
   return first_error;
+}
+
+Status FileTier::transfer_range(char* buffer, size_t length, uint64_t offset, bool is_write,
+                                const char* what) noexcept {
+  off_t start = static_cast<off_t>(base_offset_ + offset);
+  for (size_t moved = 0; moved < length;) {
+    ssize_t n = is_write ? ::pwrite(fd_.get(), buffer + moved, length - moved, start + static_cast<off_t>(moved))
+                         : ::pread(fd_.get(), buffer + moved, length - moved, start + static_cast<off_t>(moved));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::error(n == 0 ? EIO : errno, what);
+    moved += static_cast<size_t>(n);
+  }
+  return Status::ok();
 }
 
 Status FileTier::submit(std::span<const IoSpan> spans, bool is_write) noexcept {
@@ -195,14 +199,9 @@ Status FileTier::submit_on(Ring& ring, std::span<const IoSpan> spans, bool is_wr
       }
       // Short transfer: finish it synchronously.
       size_t moved = static_cast<size_t>(res);
-      while (moved < span.length && first_error) {
-        auto* bytes = static_cast<char*>(span.buffer) + moved;
-        off_t offset = static_cast<off_t>(base_offset_ + span.offset + moved);
-        ssize_t n = is_write ? ::pwrite(fd_.get(), bytes, span.length - moved, offset)
-                             : ::pread(fd_.get(), bytes, span.length - moved, offset);
-        if (n <= 0) first_error = Status::error(n == 0 ? EIO : errno, "tier file short transfer");
-        else moved += static_cast<size_t>(n);
-      }
+      if (moved < span.length && first_error)
+        first_error = transfer_range(static_cast<char*>(span.buffer) + moved, span.length - moved, span.offset + moved,
+                                     is_write, "tier file short transfer");
     }
     if (!first_error) return first_error;
     spans = spans.subspan(count);

@@ -45,6 +45,8 @@ class FileTier final : public Tier {
   Status submit(std::span<const IoSpan> spans, bool is_write) noexcept;
   Status submit_on(Ring& ring, std::span<const IoSpan> spans, bool is_write) noexcept;
   Status transfer_in_place(std::span<const IoSpan> spans, bool is_write) noexcept;
+  // pread/pwrite of [offset, offset + length) of the tier until done (EINTR retried).
+  Status transfer_range(char* buffer, size_t length, uint64_t offset, bool is_write, const char* what) noexcept;
 
   std::string path_;
   uint64_t base_offset_;

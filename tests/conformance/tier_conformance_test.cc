@@ -75,30 +75,22 @@ std::vector<std::string>& scratch_files() {
   return files;
 }
 
+std::unique_ptr<tier::Tier> make_file_tier(const std::string& directory) {
+  TierSpec spec;
+  spec.kind = TierSpec::Kind::kFile;
+  spec.location = temp_tier_path("conformance", directory);
+  spec.size_bytes = kCapacity;
+  spec.element = spec.location + ":16:0";
+  scratch_files().push_back(spec.location);
+  return tier::FileTier::open(spec);
+}
+
 const std::vector<Backend>& backends() {
   static const std::vector<Backend> all = {
       {"memory", [](std::string*) -> std::unique_ptr<tier::Tier> { return tier::MemoryTier::create(kCapacity); }},
-      {"file",
-       [](std::string*) -> std::unique_ptr<tier::Tier> {
-         TierSpec spec;
-         spec.kind = TierSpec::Kind::kFile;
-         spec.location = temp_tier_path("conformance");
-         spec.size_bytes = kCapacity;
-         spec.element = spec.location + ":16:0";
-         scratch_files().push_back(spec.location);
-         return tier::FileTier::open(spec);
-       }},
-      {"file_tmpfs",  // a file in memory: I/O in place on the calling thread, not io_uring
-       [](std::string*) -> std::unique_ptr<tier::Tier> {
-         TierSpec spec;
-         spec.kind = TierSpec::Kind::kFile;
-         spec.location = temp_tier_path("conformance");
-         spec.location.replace(0, std::string("/var/tmp").size(), "/dev/shm");
-         spec.size_bytes = kCapacity;
-         spec.element = spec.location + ":16:0";
-         scratch_files().push_back(spec.location);
-         return tier::FileTier::open(spec);
-       }},
+      {"file", [](std::string*) { return make_file_tier("/var/tmp"); }},
+      // A file in memory: I/O in place on the calling thread, not io_uring.
+      {"file_tmpfs", [](std::string*) { return make_file_tier("/dev/shm"); }},
       {"remote_tcp", [](std::string* skip) { return make_remote(net::Provider::kTcp, skip); }},
       {"remote_shm", [](std::string* skip) { return make_remote(net::Provider::kShm, skip); }},
   };

@@ -32,17 +32,16 @@ const char* to_string(TierKind kind) {
   return "?";
 }
 
-std::string temp_tier_path(const std::string& tag) {
+std::string temp_tier_path(const std::string& tag, const std::string& directory) {
   static std::atomic<int> counter{0};
-  return "/var/tmp/emp-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + "-" + tag + ".tier";
+  return directory + "/emp-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + "-" + tag + ".tier";
 }
 
 std::unique_ptr<tier::Pool> make_pool(TierKind kind, uint64_t bytes, std::vector<std::string>* files) {
   auto file_tier = [&](uint64_t size, bool in_memory = false) {
     TierSpec spec;
     spec.kind = TierSpec::Kind::kFile;
-    spec.location = temp_tier_path(in_memory ? "tmpfs" : "file");
-    if (in_memory) spec.location.replace(0, std::string("/var/tmp").size(), "/dev/shm");
+    spec.location = in_memory ? temp_tier_path("tmpfs", "/dev/shm") : temp_tier_path("file");
     spec.size_bytes = size;
     spec.element = spec.location;
     if (files) files->push_back(spec.location);

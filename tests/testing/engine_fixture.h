@@ -52,8 +52,8 @@ inline constexpr bool kRssReflectsEmp = false;
 inline constexpr bool kRssReflectsEmp = true;
 #endif
 
-// A unique scratch file path under /var/tmp (removed by the caller or at exit).
-std::string temp_tier_path(const std::string& tag);
+// A unique scratch file path in `directory` (removed by the caller or at exit).
+std::string temp_tier_path(const std::string& tag, const std::string& directory = "/var/tmp");
 std::unique_ptr<tier::Pool> make_pool(TierKind kind, uint64_t bytes, std::vector<std::string>* files);
 // Returns nullptr and sets `skip_reason` when userfaultfd is unavailable.
 std::unique_ptr<core::Engine> make_engine(const EngineSetup& setup, std::string* skip_reason,
