@@ -72,10 +72,11 @@ std::vector<OptionInfo> build_table() {
                      o.fault_threads = static_cast<unsigned>(*n);
                    }});
   table.push_back({"EMP_TRANSPORT", "transport", "auto",
-                   "data path to the donors: auto (the donor's verbs device, else tcp), tcp or verbs",
+                   "data path to the donors: auto (shm for a donor on this host, else verbs when the donor "
+                   "has an RDMA device, else tcp), tcp, verbs or shm",
                    [](Options& o, std::string_view v) {
-                     // shm is not offered yet: its write batches time out under emp-bench load.
-                     if (v != "auto" && v != "tcp" && v != "verbs") bad("EMP_TRANSPORT", v, "expected auto, tcp or verbs");
+                     if (v != "auto" && v != "tcp" && v != "verbs" && v != "shm")
+                       bad("EMP_TRANSPORT", v, "expected auto, tcp, verbs or shm");
                      o.transport = std::string(v);
                    }});
   table.push_back({"EMP_AUTH_KEY", "auth-key", "", "key shared with the donors (vmd --auth-key-file)",

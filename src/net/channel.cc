@@ -105,34 +105,12 @@ std::unique_ptr<Channel> Channel::connect(Domain& domain, const std::string& nod
   return channel;
 }
 
-std::unique_ptr<Channel> Channel::attach(Domain& domain, std::span<const uint8_t> peer_name,
-                                         const ChannelOptions& options) {
-  std::unique_ptr<Channel> channel(new Channel(domain, options));
-  channel->open_queues(/*with_eq=*/false);
-  fi_av_attr av_attr{};
-  av_attr.type = FI_AV_UNSPEC;
-  av_attr.count = 4;
-  int rc = fi_av_open(domain.domain(), &av_attr, &channel->av_, nullptr);
-  if (rc) throw std::runtime_error("fi_av_open: " + fabric_error(rc));
-  rc = fi_endpoint(domain.domain(), const_cast<fi_info*>(domain.info()), &channel->ep_, nullptr);
-  if (rc) throw std::runtime_error("fi_endpoint: " + fabric_error(rc));
-  if ((rc = fi_ep_bind(channel->ep_, &channel->av_->fid, 0)) ||
-      (rc = fi_ep_bind(channel->ep_, &channel->cq_->fid, FI_TRANSMIT | FI_RECV)) || (rc = fi_enable(channel->ep_)))
-    throw std::runtime_error("endpoint setup: " + fabric_error(rc));
-  std::vector<uint8_t> name(peer_name.begin(), peer_name.end());
-  name.push_back(0);  // string-format addresses (shm) must be terminated
-  rc = fi_av_insert(channel->av_, name.data(), 1, &channel->peer_, 0, nullptr);
-  if (rc != 1) throw std::runtime_error("cannot address the donor's endpoint: " + fabric_error(rc < 0 ? rc : -FI_EINVAL));
-  return channel;
-}
-
 Channel::~Channel() {
   {
     std::lock_guard lock(mu_);
     close_endpoint_locked();
   }
   if (cq_) fi_close(&cq_->fid);
-  if (av_) fi_close(&av_->fid);
   if (eq_) fi_close(&eq_->fid);
 }
 

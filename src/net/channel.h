@@ -1,7 +1,7 @@
-// Channel: one client endpoint to a donor's exported memory, over any provider (a
-// connected FI_EP_MSG endpoint for tcp/verbs, an FI_EP_RDM endpoint addressed through
-// an address vector for shm). It posts one-sided fi_read/fi_write straight into the
-// caller's (registered) buffers.
+// Channel: one client endpoint to a donor's exported memory over libfabric (a
+// connected FI_EP_MSG endpoint: verbs, or libfabric's tcp provider as a benchmark
+// candidate). It posts one-sided fi_read/fi_write straight into the caller's
+// (registered) buffers.
 //
 // Thread-safety and waiting: any number of threads may call read()/write() at once;
 // each posts its whole batch, then waits for it. One waiting thread at a time is the
@@ -44,7 +44,7 @@ struct RmaOp {
 
 struct ChannelOptions {
   // Bounded spin before sleeping; unset = per provider (tcp: 0, since spinning on its
-  // queue competes with the provider's own progress thread; verbs and shm: 50 us).
+  // queue competes with the provider's own progress thread; verbs: 50 us).
   std::optional<std::chrono::microseconds> spin;
   unsigned max_inflight = 256;
 };
@@ -56,9 +56,6 @@ class Channel {
   static std::unique_ptr<Channel> connect(Domain& domain, const std::string& node, uint16_t port,
                                           std::span<const uint8_t> private_data, Deadline deadline,
                                           const ChannelOptions& options = {});
-  // Connectionless providers (shm): a local endpoint that addresses the peer's name.
-  static std::unique_ptr<Channel> attach(Domain& domain, std::span<const uint8_t> peer_name,
-                                         const ChannelOptions& options = {});
   ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
@@ -102,7 +99,6 @@ class Channel {
   fid_ep* ep_ = nullptr;
   fid_cq* cq_ = nullptr;
   fid_eq* eq_ = nullptr;
-  fid_av* av_ = nullptr;
   fi_addr_t peer_ = FI_ADDR_UNSPEC;
   int cq_fd_ = -1;
   int eq_fd_ = -1;

@@ -10,9 +10,10 @@
 namespace emp::net {
 namespace {
 
-Status read_frame(int fd, protocol::FrameHeader* header, std::vector<uint8_t>* payload, Deadline deadline) noexcept {
+Status read_frame(int fd, protocol::FrameHeader* header, std::vector<uint8_t>* payload, Deadline deadline,
+                  UniqueFd* passed = nullptr) noexcept {
   uint8_t raw[sizeof(protocol::FrameHeader)];
-  Status status = recv_all(fd, raw, deadline);
+  Status status = recv_all(fd, raw, deadline, passed);
   if (!status) return status;
   std::memcpy(header, raw, sizeof raw);
   if (protocol::check_header(*header) != protocol::HeaderCheck::kOk)
@@ -29,14 +30,23 @@ std::unique_ptr<ControlClient> ControlClient::connect(const ControlConfig& confi
   const std::string where = client->where();
   Deadline deadline = deadline_after(config.timeout);
   std::string error;
-  client->fd_ = tcp_connect(config.host, config.port, deadline, &error);
-  if (!client->fd_.valid()) {
-    int code = error.find("refused") != std::string::npos ? ECONNREFUSED
-               : error.find("timed out") != std::string::npos ? ETIMEDOUT
-                                                               : EHOSTUNREACH;
-    throw ControlError(code, "cannot connect to vmd at " + where + ": " + error);
+  if (config.local) {
+    client->fd_ = local_connect(local_control_name(config.port), &error);
+    if (!client->fd_.valid())
+      throw ControlError(ECONNREFUSED, "cannot reach vmd at " + where + " through its local socket @" +
+                                           local_control_name(config.port) + ": " + error +
+                                           " (is it running on this host, without --no-shm?)");
+    client->peer_ = "127.0.0.1";
+  } else {
+    client->fd_ = tcp_connect(config.host, config.port, deadline, &error);
+    if (!client->fd_.valid()) {
+      int code = error.find("refused") != std::string::npos ? ECONNREFUSED
+                 : error.find("timed out") != std::string::npos ? ETIMEDOUT
+                                                                 : EHOSTUNREACH;
+      throw ControlError(code, "cannot connect to vmd at " + where + ": " + error);
+    }
+    client->peer_ = peer_address(client->fd_.get());
   }
-  client->peer_ = peer_address(client->fd_.get());
 
   protocol::FrameHeader header{};
   std::vector<uint8_t> payload;
@@ -91,7 +101,12 @@ Status ControlClient::exchange(const std::vector<uint8_t>& request, protocol::Fr
   Deadline deadline = deadline_after(timeout);
   Status status = send_all(fd_.get(), request, deadline);
   if (!status) return status;
-  return read_frame(fd_.get(), header, payload, deadline);
+  return read_frame(fd_.get(), header, payload, deadline, &passed_fd_);
+}
+
+UniqueFd ControlClient::take_passed_fd() noexcept {
+  std::lock_guard lock(mu_);
+  return std::move(passed_fd_);
 }
 
 protocol::LeaseGrant ControlClient::lease(uint64_t size, Provider provider, const std::optional<ResumeTicket>& resume) {
@@ -113,6 +128,8 @@ protocol::LeaseGrant ControlClient::lease(uint64_t size, Provider provider, cons
   if (!grant) throw_reply_error(header, payload, "LeaseGrant");
   if (grant->size_bytes < size || grant->address_length > protocol::kMaxAddressBytes)
     throw ControlError(EPROTO, "vmd at " + where() + " sent an inconsistent lease grant");
+  if (provider == Provider::kShm && !passed_fd_.valid())
+    throw ControlError(EPROTO, "vmd at " + where() + " granted a shared-memory lease without its memory file");
   return *grant;
 }
 

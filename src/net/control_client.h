@@ -1,5 +1,6 @@
-// ControlClient: the client half of the control plane (protocol.h) on one TCP
-// connection to a vmd: Hello, mutual challenge-response authentication, lease (new or
+// ControlClient: the client half of the control plane (protocol.h) on one connection
+// to a vmd — TCP, or vmd's local control socket for a donor on this host (which also
+// passes the lease's memory file with the grant): Hello, mutual challenge-response authentication, lease (new or
 // resumed), heartbeat, release. Setup calls throw ControlError (with an errno-style
 // code and a message fit for users); heartbeat()/release() return Status. Every wait
 // is bounded by the configured timeout. Thread-safe (one internal mutex).
@@ -30,6 +31,7 @@ struct ControlConfig {
   uint16_t port = 19675;
   std::string key;  // empty: no authentication
   std::chrono::milliseconds timeout{5000};
+  bool local = false;  // vmd's same-host socket for `port` (socket.h local_control_name)
 };
 
 struct ResumeTicket {
@@ -57,6 +59,8 @@ class ControlClient {
   protocol::LeaseGrant lease(uint64_t size, Provider provider, const std::optional<ResumeTicket>& resume);
   Status heartbeat(const protocol::Heartbeat& beat) noexcept;
   Status release(uint64_t lease_id) noexcept;
+  // The memory file vmd passed with the last grant (local connections, shm leases).
+  UniqueFd take_passed_fd() noexcept;
   // Test hook: shuts the socket down as a network failure would.
   void shutdown_for_testing() noexcept;
 
@@ -71,6 +75,7 @@ class ControlClient {
   ControlConfig config_;
   UniqueFd fd_;
   std::string peer_;
+  UniqueFd passed_fd_;
   protocol::Hello hello_{};
   uint32_t sequence_ = 0;
   std::mutex mu_;

@@ -63,43 +63,7 @@ std::unique_ptr<Exporter> Exporter::open(const ExporterConfig& config) {
   if (addr.ss_family == AF_INET) exporter->data_port_ = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
   if (addr.ss_family == AF_INET6) exporter->data_port_ = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
 
-  if (config.enable_shm) {
-    try {
-      DomainOptions shm_options;
-      shm_options.provider = Provider::kShm;
-      exporter->shm_ = Domain::open(shm_options);
-      Domain& shm = *exporter->shm_;
-      exporter->shm_cq_ = exporter->open_cq(shm, &exporter->shm_cq_fd_);
-      fi_av_attr av_attr{};
-      av_attr.type = FI_AV_UNSPEC;
-      av_attr.count = 64;
-      if ((rc = fi_av_open(shm.domain(), &av_attr, &exporter->shm_av_, nullptr)))
-        throw std::runtime_error("fi_av_open: " + fabric_error(rc));
-      if ((rc = fi_endpoint(shm.domain(), const_cast<fi_info*>(shm.info()), &exporter->shm_ep_, nullptr)))
-        throw std::runtime_error("fi_endpoint: " + fabric_error(rc));
-      if ((rc = fi_ep_bind(exporter->shm_ep_, &exporter->shm_av_->fid, 0)) ||
-          (rc = fi_ep_bind(exporter->shm_ep_, &exporter->shm_cq_->fid, FI_TRANSMIT | FI_RECV)) ||
-          (rc = fi_enable(exporter->shm_ep_)))
-        throw std::runtime_error("endpoint setup: " + fabric_error(rc));
-      char name[protocol::kMaxAddressBytes] = {};
-      size_t length = sizeof name - 1;
-      if ((rc = fi_getname(&exporter->shm_ep_->fid, name, &length)))
-        throw std::runtime_error("fi_getname: " + fabric_error(rc));
-      length = strnlen(name, length);
-      exporter->shm_name_.assign(name, name + length);
-    } catch (const std::exception& error) {
-      EMP_WARN("vmd", "shm data plane unavailable (same-host clients will use %s): %s", to_string(config.provider),
-               error.what());
-      if (exporter->shm_ep_) fi_close(&exporter->shm_ep_->fid), exporter->shm_ep_ = nullptr;
-      if (exporter->shm_av_) fi_close(&exporter->shm_av_->fid), exporter->shm_av_ = nullptr;
-      if (exporter->shm_cq_) fi_close(&exporter->shm_cq_->fid), exporter->shm_cq_ = nullptr;
-      exporter->shm_.reset();
-      exporter->shm_name_.clear();
-    }
-  }
-
   exporter->spin_ = config.spin;
-  exporter->shm_nap_ = config.shm_nap;
   exporter->stop_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   exporter->progress_ = std::thread([raw = exporter.get()] { raw->progress_loop(); });
   return exporter;
@@ -115,44 +79,26 @@ Exporter::~Exporter() {
   for (auto& [fid, connection] : connections_) fi_close(&connection.ep->fid);
   connections_.clear();
   if (pep_) fi_close(&pep_->fid);
-  if (shm_ep_) fi_close(&shm_ep_->fid);
-  if (shm_av_) fi_close(&shm_av_->fid);
-  if (shm_cq_) fi_close(&shm_cq_->fid);
   if (cq_) fi_close(&cq_->fid);
   if (eq_) fi_close(&eq_->fid);
 }
 
-uint16_t Exporter::providers_mask() const noexcept {
-  uint16_t mask = static_cast<uint16_t>(to_wire(primary_->provider()));
-  if (shm_) mask |= static_cast<uint16_t>(protocol::ProviderId::kShm);
-  return mask;
-}
-
 std::string Exporter::describe() const {
-  std::string text = std::string(to_string(primary_->provider())) + " data port " + std::to_string(data_port_);
-  if (shm_) text += ", shm endpoint " + std::string(shm_name_.begin(), shm_name_.end());
-  return text;
+  return std::string(to_string(primary_->provider())) + " data port " + std::to_string(data_port_);
 }
 
-Exporter::Export Exporter::export_memory(void* base, size_t length) {
-  Export result;
-  auto reg = [&](Domain& domain) {
-    for (int attempt = 0; attempt < 8; ++attempt) {
-      auto mr = domain.register_memory(base, length, FI_REMOTE_READ | FI_REMOTE_WRITE, domain.random_key());
-      if (mr) return MemoryRegion(*mr);
-      if (mr.status().code() != EEXIST) break;  // key collision: try another
-    }
-    throw std::runtime_error(std::string("cannot register lease memory with ") + to_string(domain.provider()));
-  };
-  result.primary = reg(*primary_);
-  if (shm_) result.shm = reg(*shm_);
-  return result;
+MemoryRegion Exporter::export_memory(void* base, size_t length) {
+  Domain& domain = *primary_;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    auto mr = domain.register_memory(base, length, FI_REMOTE_READ | FI_REMOTE_WRITE, domain.random_key());
+    if (mr) return MemoryRegion(*mr);
+    if (mr.status().code() != EEXIST) break;  // key collision: try another
+  }
+  throw std::runtime_error(std::string("cannot register lease memory with ") + to_string(domain.provider()));
 }
 
-uint64_t Exporter::remote_base(Provider provider, const void* base) const noexcept {
-  const Domain* domain = provider == Provider::kShm ? shm_.get() : primary_.get();
-  if (!domain) return 0;
-  return domain->virtual_addressing() ? reinterpret_cast<uint64_t>(base) : 0;
+uint64_t Exporter::remote_base(const void* base) const noexcept {
+  return primary_->virtual_addressing() ? reinterpret_cast<uint64_t>(base) : 0;
 }
 
 bool Exporter::ready_to_wait() noexcept {
@@ -225,11 +171,6 @@ void Exporter::disconnect(uint64_t cookie) noexcept {
   }
 }
 
-void Exporter::wake() noexcept {
-  uint64_t one = 1;
-  if (stop_fd_.valid()) (void)!::write(stop_fd_.get(), &one, sizeof one);
-}
-
 void Exporter::progress_loop() noexcept {
   pthread_setname_np(pthread_self(), "vmd-progress");
   fi_cq_entry entries[16];
@@ -240,8 +181,6 @@ void Exporter::progress_loop() noexcept {
   };
   while (!stopping_.load(std::memory_order_relaxed)) {
     drain(cq_);
-    const bool shm_active = shm_cq_ && shm_clients_.load(std::memory_order_relaxed) > 0;
-    if (shm_active) drain(shm_cq_);
     fid* fids[1] = {&cq_->fid};
     if (cq_fd_ < 0 || fi_trywait(primary_->fabric(), fids, 1) != FI_SUCCESS) {
       struct timespec ts {0, 20'000};
@@ -249,9 +188,7 @@ void Exporter::progress_loop() noexcept {
       continue;
     }
     pollfd pfds[2] = {{stop_fd_.get(), POLLIN, 0}, {cq_fd_, POLLIN, 0}};
-    struct timespec timeout {0, 0};
-    if (shm_active) timeout.tv_nsec = static_cast<long>(shm_nap_.count()) * 1000;
-    else timeout.tv_sec = 1;
+    struct timespec timeout {1, 0};
     int ready = ::ppoll(pfds, 2, &timeout, nullptr);
     if (ready > 0 && (pfds[0].revents & POLLIN)) {
       uint64_t value;

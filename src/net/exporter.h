@@ -1,8 +1,8 @@
-// Exporter: the donor (vmd) side of the data plane. It owns the provider domain given
-// by `-d` (tcp, or verbs on an RDMA device) with a passive endpoint accepting data
-// connections, and optionally an shm domain with one connectionless endpoint for
-// clients on the same host. Exported memory (one registration per lease and domain,
-// with a random key) is reachable only through the key handed to that lease's client.
+// Exporter: the donor (vmd) side of the libfabric data plane. It owns the provider
+// domain given by `-d` (verbs on an RDMA device; emp-transport-bench also runs it with
+// libfabric's tcp provider, as a candidate) with a passive endpoint accepting data
+// connections. Exported memory (one registration per lease, with a random key) is
+// reachable only through the key handed to that lease's client.
 //
 // Threads: the owner (vmd's main loop) calls everything except the progress thread's
 // work; the Exporter runs one internal thread ("vmd-progress") that reads the servers'
@@ -34,13 +34,9 @@ struct ExporterConfig {
   Provider provider = Provider::kTcp;  // tcp or verbs
   std::string device;                  // verbs device name
   std::string bind_address;            // "" = any (verbs needs a concrete address)
-  bool enable_shm = true;              // also serve same-host clients over shm
   // After the target side saw activity it keeps progressing for this long before it
   // sleeps again (catches back-to-back requests without a wake-up each).
   std::chrono::microseconds spin{20};
-  // shm has no wait object: while shm clients are attached the progress thread naps
-  // this long between polls (a bounded sleep, not a spin).
-  std::chrono::microseconds shm_nap{20};
 };
 
 class Exporter {
@@ -52,19 +48,12 @@ class Exporter {
 
   uint16_t data_port() const noexcept { return data_port_; }
   Provider provider() const noexcept { return primary_->provider(); }
-  bool has_shm() const noexcept { return shm_ != nullptr; }
-  const std::vector<uint8_t>& shm_name() const noexcept { return shm_name_; }
-  uint16_t providers_mask() const noexcept;
   std::string describe() const;
 
-  struct Export {
-    MemoryRegion primary;
-    MemoryRegion shm;
-  };
-  // Registers [base, base+length) for remote read/write in every domain. Throws.
-  Export export_memory(void* base, size_t length);
-  // Where lease byte 0 is, in RMA requests of `provider`.
-  uint64_t remote_base(Provider provider, const void* base) const noexcept;
+  // Registers [base, base+length) for remote read/write. Throws.
+  MemoryRegion export_memory(void* base, size_t length);
+  // Where lease byte 0 is, in RMA requests.
+  uint64_t remote_base(const void* base) const noexcept;
 
   // The connection-manager wait fd for the owner's poll loop, and the processing of
   // its events: `admit` sees a request's private data and returns a session cookie
@@ -74,28 +63,18 @@ class Exporter {
   void process_events(const std::function<uint64_t(std::span<const uint8_t>)>& admit);
   void disconnect(uint64_t cookie) noexcept;  // closes that session's data connections
   size_t connection_count() const noexcept { return connections_.size(); }
-  // Counts attached shm clients; only while it is non-zero is the shm queue polled.
-  void shm_client_attached() noexcept { shm_clients_.fetch_add(1); wake(); }
-  void shm_client_detached() noexcept { shm_clients_.fetch_sub(1); }
 
  private:
   Exporter() = default;
   void progress_loop() noexcept;
-  void wake() noexcept;
   fid_cq* open_cq(Domain& domain, int* fd);  // throws
 
   std::unique_ptr<Domain> primary_;
-  std::unique_ptr<Domain> shm_;
   fid_pep* pep_ = nullptr;
   fid_eq* eq_ = nullptr;
   int eq_fd_ = -1;
   fid_cq* cq_ = nullptr;
   int cq_fd_ = -1;
-  fid_cq* shm_cq_ = nullptr;
-  int shm_cq_fd_ = -1;
-  fid_av* shm_av_ = nullptr;
-  fid_ep* shm_ep_ = nullptr;
-  std::vector<uint8_t> shm_name_;
   uint16_t data_port_ = 0;
   struct Connection {
     fid_ep* ep;
@@ -104,9 +83,7 @@ class Exporter {
   std::map<fid_t, Connection> connections_;
   UniqueFd stop_fd_;
   std::atomic<bool> stopping_{false};
-  std::atomic<int> shm_clients_{0};
   std::chrono::microseconds spin_{50};
-  std::chrono::microseconds shm_nap_{20};
   std::thread progress_;
 };
 

@@ -51,14 +51,15 @@ std::string fabric_error(int code) {
 }
 
 fi_info* make_hints(Provider provider, const std::string& device) {
+  if (provider == Provider::kShm) throw std::invalid_argument("shm is EMP's own data path, not a libfabric provider");
   fi_info* hints = fi_allocinfo();
   if (!hints) throw std::bad_alloc();
-  hints->ep_attr->type = provider == Provider::kShm ? FI_EP_RDM : FI_EP_MSG;
+  hints->ep_attr->type = FI_EP_MSG;
   hints->caps = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE;
   hints->mode = FI_CONTEXT;
   hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
   hints->domain_attr->threading = FI_THREAD_SAFE;
-  hints->addr_format = provider == Provider::kShm ? FI_FORMAT_UNSPEC : FI_SOCKADDR;
+  hints->addr_format = FI_SOCKADDR;
   hints->fabric_attr->prov_name = strdup(to_string(provider));
   if (!device.empty() && provider == Provider::kVerbs) hints->domain_attr->name = strdup(device.c_str());
   return hints;
@@ -71,7 +72,6 @@ std::unique_ptr<Domain> Domain::open(const DomainOptions& options) {
   const char* service = options.service.empty() ? nullptr : options.service.c_str();
   uint64_t flags = 0;
   if (options.passive) flags |= FI_SOURCE;
-  if (options.provider == Provider::kShm) node = service = nullptr, flags = 0;
   // An active MSG client names its peer only to pick the right domain (verbs resolves
   // the route to an RDMA device); each connection gets its own destination info.
   int rc = fi_getinfo(kFabricVersion, node, service, flags, hints, &info);

@@ -1,9 +1,9 @@
 // The libfabric layer shared by clients and vmd: provider selection, one fabric +
 // domain per Domain object, and memory registration. Everything above it (Channel on
-// the client side, the exporter endpoints in vmd) is written once for all providers:
-// `tcp` and `verbs` (InfiniBand, RoCE, iWARP) use FI_EP_MSG connected endpoints, `shm`
-// only offers FI_EP_RDM, so its endpoints are addressed through an address vector
-// instead of a connection; one-sided fi_read/fi_write are identical.
+// the client side, the exporter endpoints in vmd) uses FI_EP_MSG connected endpoints:
+// `verbs` (InfiniBand, RoCE, iWARP) in the product, libfabric's `tcp` as a benchmark
+// candidate. `Provider` names every data plane (kShm is EMP's own same-host path,
+// never a libfabric domain).
 //
 // A Domain is created in the setup zone (open() throws with the provider's error) and
 // is thread-safe afterwards (FI_THREAD_SAFE). It outlives every endpoint and memory
@@ -50,7 +50,6 @@ class Domain {
   Domain& operator=(const Domain&) = delete;
 
   Provider provider() const noexcept { return provider_; }
-  bool connected() const noexcept { return provider_ != Provider::kShm; }  // FI_EP_MSG
   fid_fabric* fabric() const noexcept { return fabric_; }
   fid_domain* domain() const noexcept { return domain_; }
   const fi_info* info() const noexcept { return info_; }

@@ -1,6 +1,6 @@
-// The EMP control-plane wire protocol (version 1), spoken over a TCP stream between a
-// client (the remote tier) and vmd, plus the private data a client sends when it opens
-// its libfabric data connection. docs/protocol.md is the prose description.
+// The EMP control-plane wire protocol (version 1), spoken over a TCP stream (or vmd's
+// same-host Unix socket) between a client (the remote tier) and vmd, plus the first
+// message of a data connection and the socket data plane's requests and replies. docs/protocol.md is the prose description.
 //
 // Every message is a 16-byte FrameHeader followed by a fixed-size payload whose layout
 // is a plain struct below (static_asserted size and offsets, little-endian on the wire;
@@ -111,9 +111,9 @@ struct LeaseGrant {
   uint8_t ticket[kTokenBytes];  // goes into the data connection's private data
   uint16_t provider;
   uint16_t flags;        // kGrantResumed
-  uint16_t data_port;    // MSG providers: the listening port of the data plane
-  uint16_t address_length;
-  uint8_t address[kMaxAddressBytes];  // RDM providers (shm): the endpoint name
+  uint16_t data_port;    // tcp, verbs: the listening port of the data plane
+  uint16_t address_length;  // unused (0); shm passes the lease's memory file with the grant
+  uint8_t address[kMaxAddressBytes];
 };
 static_assert(sizeof(LeaseGrant) == 200 && offsetof(LeaseGrant, ticket) == 48 && offsetof(LeaseGrant, address) == 72);
 
@@ -149,8 +149,8 @@ struct Error {
 };
 static_assert(sizeof(Error) == 208);
 
-// Private data of the data-plane connection request (FI_EP_MSG providers). Must fit
-// the 55 bytes verbs allows.
+// The first message of a data connection: the private data of a verbs connection
+// request (it must fit the 55 bytes verbs allows), the first bytes on a socket one.
 struct DataConnect {
   uint32_t magic;  // kDataMagic
   uint16_t version;
@@ -159,6 +159,35 @@ struct DataConnect {
   uint8_t ticket[kTokenBytes];
 };
 static_assert(sizeof(DataConnect) == 32 && sizeof(DataConnect) <= 55);
+
+// The socket data plane (tcp). A client opens a TCP connection to the grant's
+// data_port and sends DataConnect; vmd answers DataAccept (status 0, or an errno and
+// the connection closes). Then each DataRequest gets exactly one DataReply, in order;
+// a write's bytes follow its request, a successful read's bytes follow its reply. A
+// reply with a non-zero status is the last one: vmd closes the connection (after a bad
+// request the stream cannot be trusted). Requests may be pipelined.
+inline constexpr uint32_t kMaxDataTransfer = 4U << 20;
+enum class DataOp : uint32_t { kRead = 1, kWrite = 2 };
+
+struct DataAccept {
+  uint32_t magic;   // kDataMagic
+  uint32_t status;  // 0 or an errno value
+  uint64_t lease_bytes;
+};
+static_assert(sizeof(DataAccept) == 16);
+
+struct DataRequest {
+  uint32_t op;      // DataOp
+  uint32_t length;  // <= kMaxDataTransfer
+  uint64_t offset;  // within the lease; offset + length <= lease size
+};
+static_assert(sizeof(DataRequest) == 16 && offsetof(DataRequest, offset) == 8);
+
+struct DataReply {
+  uint32_t status;  // 0 or an errno value
+  uint32_t length;  // bytes that follow (reads)
+};
+static_assert(sizeof(DataReply) == 8);
 
 template <typename T>
 struct TypeOf;

@@ -7,12 +7,13 @@
 #include <stdexcept>
 
 #include "common/log.h"
+#include "net/shm_path.h"
+#include "net/socket_path.h"
 
 namespace emp::net {
 namespace {
 
 constexpr size_t kGranule = 4096;
-constexpr size_t kChunk = 64;  // RMA operations per posted batch
 
 std::string where_of(const TierSpec& spec) {
   bool v6 = spec.location.find(':') != std::string::npos;
@@ -39,22 +40,48 @@ std::unique_ptr<RemoteTier> RemoteTier::connect(const TierSpec& spec, const Remo
   return tier;
 }
 
+ControlConfig RemoteTier::control_config() const {
+  ControlConfig config{spec_.location, spec_.port, config_.key, config_.connect_timeout};
+  config.local = provider_ == Provider::kShm;
+  return config;
+}
+
 void RemoteTier::establish() {
-  ControlConfig control_config{spec_.location, spec_.port, config_.key, config_.connect_timeout};
-  auto control = ControlClient::connect(control_config);
-  if (config_.provider) {
-    provider_ = *config_.provider;
-    if (!control->offers(provider_))
-      throw std::runtime_error(std::string("vmd at ") + where_ + " does not serve the " + to_string(provider_) +
-                               " data plane");
-  } else {
-    provider_ = control->offers(Provider::kVerbs) ? Provider::kVerbs : Provider::kTcp;
+  // A donor on this host: its local control socket hands us the lease's memory file.
+  const bool named = config_.provider.has_value();
+  std::unique_ptr<ControlClient> control;
+  if (!named || *config_.provider == Provider::kShm) {
+    const bool local = is_local_host(spec_.location);
+    if (local) {
+      provider_ = Provider::kShm;
+      try {
+        control = ControlClient::connect(control_config());
+      } catch (const ControlError& error) {
+        if (named || error.code != ECONNREFUSED) throw;  // auto: a vmd without a local socket serves tcp
+      }
+    } else if (named) {
+      throw std::runtime_error("EMP_TRANSPORT=shm needs a donor on this host, and " + where_ + " is not");
+    }
   }
-  DomainOptions options;
-  options.provider = provider_;
-  options.node = control->peer();
-  options.service = std::to_string(spec_.port);
-  domain_ = Domain::open(options);
+  if (!control) {
+    provider_ = Provider::kTcp;
+    control = ControlClient::connect(control_config());
+    if (named) {
+      provider_ = *config_.provider;
+      if (!control->offers(provider_))
+        throw std::runtime_error(std::string("vmd at ") + where_ + " does not serve the " + to_string(provider_) +
+                                 " data plane");
+    } else {
+      provider_ = control->offers(Provider::kVerbs) ? Provider::kVerbs : Provider::kTcp;
+    }
+  }
+  if (provider_ == Provider::kVerbs) {
+    DomainOptions options;
+    options.provider = provider_;
+    options.node = control->peer();
+    options.service = std::to_string(spec_.port);
+    fabric_ = std::make_unique<FabricBuffers>(Domain::open(options));
+  }
   auto grant = control->lease(spec_.size_bytes, provider_, std::nullopt);
   auto link = make_link(*control, grant);
   std::lock_guard lock(state_mu_);
@@ -74,19 +101,24 @@ void RemoteTier::adopt_lease_locked(const protocol::LeaseGrant& grant, std::shar
 
 std::shared_ptr<RemoteTier::Link> RemoteTier::make_link(ControlClient& control, const protocol::LeaseGrant& grant) {
   auto link = std::make_shared<Link>();
-  auto open_channel = [&]() -> std::shared_ptr<Channel> {
-    if (provider_ == Provider::kShm)
-      return Channel::attach(*domain_, {grant.address, grant.address_length}, config_.channel);
-    protocol::DataConnect request{protocol::kDataMagic, protocol::kVersion, 0, grant.lease_id, {}};
-    std::memcpy(request.ticket, grant.ticket, sizeof request.ticket);
-    return Channel::connect(*domain_, control.peer(), grant.data_port,
-                            {reinterpret_cast<const uint8_t*>(&request), sizeof request},
-                            deadline_after(config_.connect_timeout), config_.channel);
-  };
-  link->reads = open_channel();
-  link->writes = open_channel();
-  link->key = grant.mr_key;
-  link->base = grant.remote_base;
+  const Deadline deadline = deadline_after(config_.connect_timeout);
+  switch (provider_) {
+    case Provider::kShm:
+      link->path = std::make_unique<ShmPath>(control.take_passed_fd(), grant.size_bytes);
+      break;
+    case Provider::kVerbs:
+      link->path = FabricPath::connect(*fabric_, control.peer(), grant, config_.channel, deadline);
+      break;
+    case Provider::kTcp: {
+      protocol::DataConnect hello{protocol::kDataMagic, protocol::kVersion, 0, grant.lease_id, {}};
+      std::memcpy(hello.ticket, grant.ticket, sizeof hello.ticket);
+      SocketPathOptions options;
+      options.read_connections = config_.read_connections;
+      options.op_timeout = config_.op_timeout;
+      link->path = SocketPath::connect(control.peer(), grant.data_port, hello, options, deadline);
+      break;
+    }
+  }
   std::shared_lock loss(loss_mu_);
   link->data_epoch = data_epoch_;
   return link;
@@ -106,8 +138,6 @@ RemoteTier::~RemoteTier() {
   }
   link_.reset();
   control_.reset();
-  std::unique_lock reg(reg_mu_);
-  registrations_.clear();
 }
 
 std::string RemoteTier::describe() const {
@@ -122,39 +152,7 @@ uint64_t RemoteTier::lease_id() const {
 
 Status RemoteTier::register_buffer(void* base, size_t length) noexcept {
   if (!base || !length) return Status::error(EINVAL, "registering an empty buffer");
-  // Providers that do not need local registrations (tcp, shm) get none.
-  if (!domain_->local_mr_required()) return Status::ok();
-  Result<fid_mr*> mr = Status::error(EEXIST, "fi_mr_reg");
-  for (int attempt = 0; attempt < 8 && !mr && mr.status().code() == EEXIST; ++attempt)
-    mr = domain_->register_memory(base, length, FI_READ | FI_WRITE, domain_->random_key());
-  if (!mr) return mr.status();
-  try {
-    std::unique_lock lock(reg_mu_);
-    Registration registration{reinterpret_cast<uintptr_t>(base), length, MemoryRegion(*mr)};
-    auto at = std::lower_bound(registrations_.begin(), registrations_.end(), registration.base,
-                               [](const Registration& r, uintptr_t b) { return r.base < b; });
-    registrations_.insert(at, std::move(registration));
-  } catch (...) {
-    fi_close(&(*mr)->fid);
-    return Status::error(ENOMEM, "registering a buffer");
-  }
-  return Status::ok();
-}
-
-void* RemoteTier::find_desc(const void* buffer, size_t length, bool* found) const noexcept {
-  uintptr_t address = reinterpret_cast<uintptr_t>(buffer);
-  std::shared_lock lock(reg_mu_);
-  auto it = std::upper_bound(registrations_.begin(), registrations_.end(), address,
-                             [](uintptr_t a, const Registration& r) { return a < r.base; });
-  if (it != registrations_.begin()) {
-    --it;
-    if (address >= it->base && address + length <= it->base + it->length) {
-      *found = true;
-      return it->mr.desc();
-    }
-  }
-  *found = false;
-  return nullptr;
+  return fabric_ ? fabric_->register_buffer(base, length) : Status::ok();  // only verbs registers buffers
 }
 
 Status RemoteTier::read_impl(std::span<const tier::IoSpan> spans) noexcept { return transfer(spans, true); }
@@ -194,31 +192,8 @@ bool RemoteTier::mark_written(const Link& link, std::span<const tier::IoSpan> sp
 }
 
 Status RemoteTier::run_ops(Link& link, std::span<const tier::IoSpan> spans, bool is_read) noexcept {
-  const bool need_mr = domain_->local_mr_required();
-  for (size_t first = 0; first < spans.size(); first += kChunk) {
-    size_t count = std::min(kChunk, spans.size() - first);
-    RmaOp ops[kChunk];
-    MemoryRegion temporary[kChunk];
-    for (size_t i = 0; i < count; ++i) {
-      const tier::IoSpan& span = spans[first + i];
-      bool found = false;
-      void* desc = find_desc(span.buffer, span.length, &found);
-      if (!found && need_mr) {
-        // An unregistered buffer on a provider that needs registration: register it
-        // for this call only (slow but correct; the engine registers its staging).
-        auto mr = domain_->register_memory(span.buffer, span.length, FI_READ | FI_WRITE, domain_->random_key());
-        if (!mr) return mr.status();
-        temporary[i] = MemoryRegion(*mr);
-        desc = temporary[i].desc();
-      }
-      ops[i] = RmaOp{span.buffer, span.length, desc, link.base + span.offset};
-    }
-    Deadline deadline = deadline_after(config_.op_timeout);
-    Status status = is_read ? link.reads->read({ops, count}, link.key, deadline)
-                            : link.writes->write({ops, count}, link.key, deadline);
-    if (!status) return status;
-  }
-  return Status::ok();
+  Deadline deadline = deadline_after(config_.op_timeout);
+  return is_read ? link.path->read(spans, deadline) : link.path->write(spans, deadline);
 }
 
 Status RemoteTier::transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept {
@@ -292,8 +267,7 @@ void RemoteTier::reconnect() noexcept {
   std::string last_error = "no attempt";
   while (Clock::now() < deadline) {
     try {
-      ControlConfig control_config{spec_.location, spec_.port, config_.key, config_.connect_timeout};
-      auto control = ControlClient::connect(control_config);
+      auto control = ControlClient::connect(control_config());
       ResumeTicket ticket;
       {
         std::lock_guard lock(state_mu_);

@@ -1,10 +1,15 @@
 // RemoteTier: a `<host>:<MiB>:<port>` memory-path element — a lease of DRAM on a vmd,
-// read and written with one-sided RMA through a Channel.
+// read and written through a DataPath (data_path.h): shared memory for a donor on this
+// host, plain TCP sockets, or verbs RMA.
 //
-// Owns: the control-plane client, the libfabric Domain (kept for the tier's life, so
-// buffer registrations survive reconnects), the current data Link (channel + key +
-// remote base, shared with in-flight calls), and a supervisor thread ("emp-donor")
-// that sends heartbeats and reconnects.
+// Choosing the path: EMP_TRANSPORT=auto takes shm when the donor's host is this host
+// and vmd's local control socket answers, else verbs when vmd offers it, else tcp; a
+// named transport is used or refused with a clear error.
+//
+// Owns: the control-plane client, for verbs the libfabric domain and buffer
+// registrations (kept for the tier's life, so they survive reconnects), the current
+// data Link (path, shared with in-flight calls), and a supervisor thread
+// ("emp-donor") that sends heartbeats and reconnects.
 //
 // Failure model. A broken channel or control connection triggers a reconnect that
 // resumes the same lease (same memory) within vmd's grace period. If vmd no longer
@@ -15,8 +20,7 @@
 // each case is logged once, naming the donor. Every wait is bounded.
 //
 // Thread-safety: read/write from any number of threads; register_buffer() may race
-// with I/O. Lock order: state_mu_ -> (Channel internals); reg_mu_ and loss_mu_ are
-// leaves.
+// with I/O. Lock order: state_mu_ -> (DataPath internals); loss_mu_ is a leaf.
 #pragma once
 
 #include <atomic>
@@ -33,19 +37,22 @@
 #include "common/mem_path.h"
 #include "net/channel.h"
 #include "net/control_client.h"
+#include "net/data_path.h"
 #include "net/fabric.h"
+#include "net/fabric_path.h"
 #include "tier/tier.h"
 
 namespace emp::net {
 
 struct RemoteConfig {
   std::string key;                          // shared auth key ("" = none)
-  std::optional<Provider> provider;         // default: the donor's own (verbs or tcp)
+  std::optional<Provider> provider;         // default (auto): shm on this host, else verbs if offered, else tcp
   std::chrono::milliseconds connect_timeout{3000};
   std::chrono::milliseconds op_timeout{5000};        // one batch of RMA operations
   std::chrono::milliseconds reconnect_window{10000};  // then the donor is lost
   std::chrono::milliseconds heartbeat_interval{1000};
-  ChannelOptions channel;
+  ChannelOptions channel;                   // verbs
+  unsigned read_connections = 2;            // tcp: connections for fault reads
 };
 
 class RemoteTier final : public tier::Tier {
@@ -73,28 +80,17 @@ class RemoteTier final : public tier::Tier {
   Status write_impl(std::span<const tier::IoSpan> spans) noexcept override;
 
  private:
-  // Two data channels to the same lease: reads (the fault path) never queue behind
-  // write-back batches on the same connection.
+  // One attachment to the lease; in-flight calls share it.
   struct Link {
-    std::shared_ptr<Channel> reads;
-    std::shared_ptr<Channel> writes;
-    uint64_t key = 0;
-    uint64_t base = 0;
+    std::unique_ptr<DataPath> path;
     uint64_t data_epoch = 0;
-    bool broken() const noexcept { return reads->broken() || writes->broken(); }
-    void fail(Status why) noexcept {
-      reads->fail(why);
-      writes->fail(why);
-    }
-  };
-  struct Registration {
-    uintptr_t base;
-    size_t length;
-    MemoryRegion mr;
+    bool broken() const noexcept { return path->broken(); }
+    void fail(Status why) noexcept { path->fail(why); }
   };
 
   RemoteTier(const TierSpec& spec, const RemoteConfig& config);
   void establish();  // first connection; throws
+  ControlConfig control_config() const;
   std::shared_ptr<Link> make_link(ControlClient& control, const protocol::LeaseGrant& grant);  // throws
   // Publishes a granted lease with its data link and control connection (state_mu_ held).
   void adopt_lease_locked(const protocol::LeaseGrant& grant, std::shared_ptr<Link> link,
@@ -102,7 +98,6 @@ class RemoteTier final : public tier::Tier {
   Status transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept;
   Status run_ops(Link& link, std::span<const tier::IoSpan> spans, bool is_read) noexcept;
   std::shared_ptr<Link> wait_for_link(Deadline deadline) noexcept;
-  void* find_desc(const void* buffer, size_t length, bool* found) const noexcept;
   bool readable(std::span<const tier::IoSpan> spans) const noexcept;
   bool mark_written(const Link& link, std::span<const tier::IoSpan> spans) noexcept;
   void supervise() noexcept;
@@ -113,7 +108,7 @@ class RemoteTier final : public tier::Tier {
   const RemoteConfig config_;
   const std::string where_;  // "host:port"
   Provider provider_ = Provider::kTcp;
-  std::unique_ptr<Domain> domain_;
+  std::unique_ptr<FabricBuffers> fabric_;  // verbs only
 
   mutable std::mutex state_mu_;
   std::condition_variable state_cv_;
@@ -124,9 +119,6 @@ class RemoteTier final : public tier::Tier {
   bool stopping_ = false;
   std::atomic<tier::TierHealth> health_{tier::TierHealth::kHealthy};
   std::atomic<uint64_t> reconnects_{0};
-
-  mutable std::shared_mutex reg_mu_;
-  std::vector<Registration> registrations_;  // sorted by base
 
   // Which 4 KiB granules hold data written in the current data epoch (consulted only
   // after a loss).

@@ -7,7 +7,11 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
@@ -136,10 +140,88 @@ bool is_loopback_address(const std::string& address) {
   return false;
 }
 
-Status send_all(int fd, std::span<const uint8_t> bytes, Deadline deadline) noexcept {
+bool is_local_host(const std::string& host) {
+  if (is_loopback_address(host)) return true;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* result = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &result) != 0) return false;
+  bool local = false;
+  for (addrinfo* ai = result; ai && !local; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) {
+      auto* in = reinterpret_cast<sockaddr_in*>(ai->ai_addr);
+      if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) local = true;
+    } else if (ai->ai_family == AF_INET6) {
+      if (IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr)) local = true;
+    }
+    if (local) break;
+    // An address this host owns can be bound (port 0: nothing is taken).
+    UniqueFd probe(::socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (probe.valid() && ::bind(probe.get(), ai->ai_addr, ai->ai_addrlen) == 0) local = true;
+  }
+  ::freeaddrinfo(result);
+  return local;
+}
+
+std::string local_control_name(uint16_t port) { return "emp-vmd:" + std::to_string(port); }
+
+namespace {
+
+socklen_t abstract_address(const std::string& name, sockaddr_un* address) {
+  *address = {};
+  address->sun_family = AF_UNIX;
+  size_t length = std::min(name.size(), sizeof address->sun_path - 1);
+  std::memcpy(address->sun_path + 1, name.data(), length);  // sun_path[0] = 0: abstract
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + length);
+}
+
+}  // namespace
+
+UniqueFd local_listen(const std::string& name, int backlog) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) throw std::system_error(errno, std::generic_category(), "socket(AF_UNIX)");
+  sockaddr_un address;
+  socklen_t length = abstract_address(name, &address);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0)
+    throw std::system_error(errno, std::generic_category(), "cannot listen on the local socket @" + name);
+  if (::listen(fd.get(), backlog) != 0) throw std::system_error(errno, std::generic_category(), "listen");
+  return fd;
+}
+
+UniqueFd local_connect(const std::string& name, std::string* error) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) {
+    *error = std::strerror(errno);
+    return UniqueFd();
+  }
+  sockaddr_un address;
+  socklen_t length = abstract_address(name, &address);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) {
+    *error = std::strerror(errno);
+    return UniqueFd();
+  }
+  return fd;
+}
+
+Status send_all(int fd, std::span<const uint8_t> bytes, Deadline deadline, int pass_fd) noexcept {
   size_t done = 0;
   while (done < bytes.size()) {
-    ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    iovec iov{const_cast<uint8_t*>(bytes.data() + done), bytes.size() - done};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    if (pass_fd >= 0 && done == 0) {
+      message.msg_control = control;
+      message.msg_controllen = sizeof control;
+      cmsghdr* header = CMSG_FIRSTHDR(&message);
+      header->cmsg_level = SOL_SOCKET;
+      header->cmsg_type = SCM_RIGHTS;
+      header->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(header), &pass_fd, sizeof(int));
+    }
+    ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
@@ -157,7 +239,7 @@ Status send_all(int fd, std::span<const uint8_t> bytes, Deadline deadline) noexc
   return Status::ok();
 }
 
-Status recv_all(int fd, std::span<uint8_t> bytes, Deadline deadline) noexcept {
+Status recv_all(int fd, std::span<uint8_t> bytes, Deadline deadline, UniqueFd* received) noexcept {
   size_t done = 0;
   while (done < bytes.size()) {
     pollfd pfd{fd, POLLIN, 0};
@@ -167,7 +249,29 @@ Status recv_all(int fd, std::span<uint8_t> bytes, Deadline deadline) noexcept {
       if (errno == EINTR) continue;
       return Status::from_errno("poll");
     }
-    ssize_t n = ::recv(fd, bytes.data() + done, bytes.size() - done, MSG_DONTWAIT);
+    iovec iov{bytes.data() + done, bytes.size() - done};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n >= 0) {
+      for (cmsghdr* header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+          int passed;
+          std::memcpy(&passed, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+          if (received && i == 0) {
+            *received = UniqueFd(passed);
+          } else {
+            ::close(passed);
+          }
+        }
+      }
+    }
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;

@@ -1,6 +1,7 @@
-// Small blocking TCP helpers for the control plane: resolve + connect with a deadline,
-// listen, and whole-message send/receive with a deadline (poll-based, so nothing
-// blocks forever). Used by the control-plane client and by tests; vmd drives its own
+// Small blocking socket helpers for the control plane: resolve + connect with a
+// deadline, listen, vmd's same-host (abstract Unix) control socket, and whole-message
+// send/receive with a deadline (poll-based, so nothing blocks forever), optionally
+// passing a file descriptor. Used by the control-plane client and by tests; vmd drives its own
 // non-blocking sockets but shares resolve/listen. Stateless; thread-safe.
 #pragma once
 
@@ -31,7 +32,20 @@ std::string peer_address(int fd);
 // True when the address string names a loopback address (127/8, ::1, "localhost").
 bool is_loopback_address(const std::string& address);
 
-Status send_all(int fd, std::span<const uint8_t> bytes, Deadline deadline) noexcept;
-Status recv_all(int fd, std::span<uint8_t> bytes, Deadline deadline) noexcept;  // ECONNRESET on EOF
+// True when `host` resolves to an address of this machine: loopback, or an address a
+// socket here can bind to.
+bool is_local_host(const std::string& host);
+
+// vmd's same-host control socket: an abstract Unix socket (no file to clean up, scoped
+// to the network namespace, like the TCP port it is named after).
+std::string local_control_name(uint16_t port);
+UniqueFd local_listen(const std::string& name, int backlog = 64);  // throws
+UniqueFd local_connect(const std::string& name, std::string* error);
+
+// Sends `bytes`, attaching `pass_fd` (SCM_RIGHTS) to the first byte when it is >= 0.
+Status send_all(int fd, std::span<const uint8_t> bytes, Deadline deadline, int pass_fd = -1) noexcept;
+// Receives exactly `bytes` (ECONNRESET on EOF). A descriptor passed along is stored in
+// *received when given (replacing an earlier one), otherwise closed.
+Status recv_all(int fd, std::span<uint8_t> bytes, Deadline deadline, UniqueFd* received = nullptr) noexcept;
 
 }  // namespace emp::net

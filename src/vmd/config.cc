@@ -37,7 +37,8 @@ EMP memory exporter: donates <MiB> of this node's DRAM to EMP clients over libfa
   --grace SEC          keep a disconnected client's lease this long so it can
                        resume it                                               [30]
   --idle-timeout SEC   disconnect a client silent for this long                [60]
-  --no-shm             do not offer the shm data plane to same-host clients
+  --no-shm             no local control socket: same-host clients use tcp
+                       instead of the lease's shared-memory file
   -h, --help           this text
 
 SIGTERM or SIGINT shuts vmd down cleanly.

@@ -50,19 +50,25 @@ Daemon::Daemon(const VmdConfig& config)
   signal_fd_ = UniqueFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signal_fd_.valid()) throw std::system_error(errno, std::generic_category(), "signalfd");
 
-  net::ExporterConfig exporter_config;
-  if (config_.device == "tcp") {
-    exporter_config.provider = net::Provider::kTcp;
-  } else {
+  socket_server_ = std::make_unique<SocketServer>(config_.bind_address);
+  if (config_.device != "tcp") {
+    net::ExporterConfig exporter_config;
     exporter_config.provider = net::Provider::kVerbs;
     exporter_config.device = config_.device;
+    exporter_config.bind_address = config_.bind_address;
+    exporter_ = net::Exporter::open(exporter_config);
   }
-  exporter_config.bind_address = config_.bind_address;
-  exporter_config.enable_shm = config_.enable_shm;
-  exporter_ = net::Exporter::open(exporter_config);
 
   listen_fd_ = net::tcp_listen(config_.bind_address, config_.port);
   set_nonblocking(listen_fd_.get());
+  if (config_.enable_shm) {
+    try {
+      local_listen_fd_ = net::local_listen(net::local_control_name(control_port()));
+      set_nonblocking(local_listen_fd_.get());
+    } catch (const std::exception& error) {
+      EMP_WARN("vmd", "same-host clients will use tcp: %s", error.what());
+    }
+  }
   if (config_.metrics_port) {
     metrics_fd_ = net::tcp_listen(config_.metrics_address, config_.metrics_port);
     set_nonblocking(metrics_fd_.get());
@@ -70,14 +76,26 @@ Daemon::Daemon(const VmdConfig& config)
   EMP_INFO("vmd", "pool %llu MiB (%s), control %s:%u, data plane %s, auth %s, max clients %u",
            static_cast<unsigned long long>(pool_.size() >> 20), pool_.locked() ? "locked" : "NOT locked",
            config_.bind_address.empty() ? "*" : config_.bind_address.c_str(), control_port(),
-           exporter_->describe().c_str(), key_.empty() ? "off" : "HMAC-SHA256", config_.max_clients);
+           describe_data_planes().c_str(), key_.empty() ? "off" : "HMAC-SHA256", config_.max_clients);
+}
+
+std::string Daemon::describe_data_planes() const {
+  std::string text = "tcp data port " + std::to_string(socket_server_->port());
+  if (exporter_) text += ", " + exporter_->describe();
+  if (local_listen_fd_.valid()) text += ", shm for same-host clients (@" + net::local_control_name(control_port()) + ")";
+  return text;
+}
+
+uint16_t Daemon::providers_for(const Session& session) const noexcept {
+  uint16_t mask = static_cast<uint16_t>(net::protocol::ProviderId::kTcp);
+  if (exporter_) mask |= static_cast<uint16_t>(net::protocol::ProviderId::kVerbs);
+  if (session.local) mask |= static_cast<uint16_t>(net::protocol::ProviderId::kShm);
+  return mask;
 }
 
 Daemon::~Daemon() {
-  for (auto& [id, lease] : leases_) {
-    lease.exported.primary.reset();
-    lease.exported.shm.reset();
-  }
+  socket_server_.reset();
+  for (auto& [id, lease] : leases_) lease.registration.reset();
   exporter_.reset();
 }
 
@@ -85,14 +103,15 @@ uint16_t Daemon::control_port() const noexcept { return net::local_port(listen_f
 
 int Daemon::run() {
   std::fprintf(stderr, "vmd: serving %llu MiB on port %u (%s)\n", static_cast<unsigned long long>(pool_.size() >> 20),
-               control_port(), exporter_->describe().c_str());
+               control_port(), describe_data_planes().c_str());
   while (true) {
     std::vector<pollfd> fds;
     fds.push_back({signal_fd_.get(), POLLIN, 0});
     fds.push_back({listen_fd_.get(), POLLIN, 0});
     fds.push_back({metrics_fd_.valid() ? metrics_fd_.get() : -1, POLLIN, 0});
-    const bool can_wait = exporter_->ready_to_wait();
-    fds.push_back({exporter_->event_fd(), POLLIN, 0});
+    const bool can_wait = !exporter_ || exporter_->ready_to_wait();
+    fds.push_back({exporter_ ? exporter_->event_fd() : -1, POLLIN, 0});
+    fds.push_back({local_listen_fd_.valid() ? local_listen_fd_.get() : -1, POLLIN, 0});
     std::vector<uint64_t> ids;
     for (auto& [id, session] : sessions_) {
       fds.push_back({session.fd.get(), POLLIN, 0});
@@ -107,11 +126,13 @@ int Daemon::run() {
                    sessions_.size(), leases_.size());
       break;
     }
-    if (fds[1].revents & POLLIN) accept_clients();
+    if (fds[1].revents & POLLIN) accept_clients(listen_fd_.get(), false);
     if (fds[2].revents & POLLIN) serve_metrics();
-    exporter_->process_events([this](std::span<const uint8_t> data) { return admit_data_connection(data); });
+    if (exporter_)
+      exporter_->process_events([this](std::span<const uint8_t> data) { return admit_data_connection(data); });
+    if (fds[4].revents & POLLIN) accept_clients(local_listen_fd_.get(), true);
     for (size_t i = 0; i < ids.size(); ++i) {
-      if (!fds[4 + i].revents) continue;
+      if (!fds[5 + i].revents) continue;
       auto it = sessions_.find(ids[i]);
       if (it != sessions_.end()) read_session(it->second);
     }
@@ -127,14 +148,22 @@ int Daemon::run() {
   return 0;
 }
 
-void Daemon::accept_clients() {
+void Daemon::accept_clients(int listen_fd, bool local) {
   while (true) {
-    UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    UniqueFd fd(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!fd.valid()) return;
     ++counters_.connections_total;
     Session session;
     session.id = next_session_++;
-    session.peer = net::peer_address(fd.get());
+    session.local = local;
+    if (local) {
+      ucred peer{};
+      socklen_t length = sizeof peer;
+      ::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &length);
+      session.peer = "local pid " + std::to_string(peer.pid);
+    } else {
+      session.peer = net::peer_address(fd.get());
+    }
     session.fd = std::move(fd);
     session.deadline = Clock::now() + kAuthTimeout;
     if (sessions_.size() >= config_.max_clients) {
@@ -147,7 +176,7 @@ void Daemon::accept_clients() {
     hello.min_version = proto::kVersion;
     hello.max_version = proto::kVersion;
     hello.flags = key_.empty() ? 0 : proto::kHelloAuthRequired;
-    hello.providers = exporter_->providers_mask();
+    hello.providers = providers_for(session);
     net::random_bytes(hello.server_nonce);
     std::memcpy(session.server_nonce, hello.server_nonce, sizeof hello.server_nonce);
     hello.pool_bytes = pool_.size();
@@ -160,10 +189,11 @@ void Daemon::accept_clients() {
   }
 }
 
-bool Daemon::send(Session& session, const std::vector<uint8_t>& bytes) {
+bool Daemon::send(Session& session, const std::vector<uint8_t>& bytes, int pass_fd) {
   // Replies are small; a client that does not read them is dropped rather than
   // allowed to stall the loop.
-  Status status = net::send_all(session.fd.get(), bytes, net::deadline_after(std::chrono::milliseconds(200)));
+  Status status =
+      net::send_all(session.fd.get(), bytes, net::deadline_after(std::chrono::milliseconds(200)), pass_fd);
   if (!status) EMP_INFO("vmd", "client %s: %s", session.peer.c_str(), status.to_string().c_str());
   return status.is_ok();
 }
@@ -279,8 +309,11 @@ bool Daemon::handle_auth(Session& session, const proto::Auth& auth, uint32_t seq
 bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, uint32_t sequence) {
   if (session.lease != 0) return refuse(session, EEXIST, "this connection already holds a lease", sequence);
   auto provider = net::provider_from_wire(request.provider);
-  if (!provider || !(exporter_->providers_mask() & request.provider))
-    return refuse(session, EPROTONOSUPPORT, "data-plane provider not served by this vmd", sequence);
+  if (!provider || !(providers_for(session) & request.provider))
+    return refuse(session, EPROTONOSUPPORT,
+                  *provider == net::Provider::kShm ? "shm is served only through vmd's local control socket"
+                                                   : "data-plane provider not served by this vmd",
+                  sequence);
   Lease* lease = nullptr;
   bool resumed = false;
   if (request.flags & proto::kLeaseResume) {
@@ -297,11 +330,7 @@ bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, 
       detach_lease(*lease);
       close_session(old, "superseded by a resuming client");
     }
-    if (lease->provider != *provider) {
-      if (lease->provider == net::Provider::kShm) exporter_->shm_client_detached();
-      if (*provider == net::Provider::kShm) exporter_->shm_client_attached();
-      lease->provider = *provider;
-    }
+    lease->provider = *provider;
     resumed = true;
     ++counters_.leases_resumed_total;
   } else {
@@ -319,14 +348,17 @@ bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, 
     fresh.size = ExtentAllocator::round(request.size_bytes);
     fresh.provider = *provider;
     net::random_bytes(fresh.resume_token);
+    pool_.lend(fresh.offset, fresh.size);
     try {
-      fresh.exported = exporter_->export_memory(pool_.data() + fresh.offset, fresh.size);
+      fresh.memory = LeaseMemory::create(fresh.size, pool_.locked());
+      if (exporter_) fresh.registration = exporter_->export_memory(fresh.memory->data(), fresh.size);
     } catch (const std::exception& error) {
+      fresh.memory.reset();
+      pool_.take_back(fresh.offset, fresh.size);
       extents_.release(fresh.offset, fresh.size);
       EMP_ERROR("vmd", "%s", error.what());
       return refuse(session, EIO, error.what(), sequence);
     }
-    if (fresh.provider == net::Provider::kShm) exporter_->shm_client_attached();
     ++counters_.leases_granted_total;
     lease = &leases_.emplace(fresh.id, std::move(fresh)).first->second;
   }
@@ -337,24 +369,22 @@ bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, 
   proto::LeaseGrant grant{};
   grant.lease_id = lease->id;
   grant.size_bytes = lease->size;
-  const std::byte* base = pool_.data() + lease->offset;
-  grant.remote_base = exporter_->remote_base(*provider, base);
-  grant.mr_key = *provider == net::Provider::kShm ? lease->exported.shm.key() : lease->exported.primary.key();
+  if (*provider == net::Provider::kVerbs) {
+    grant.remote_base = exporter_->remote_base(lease->memory->data());
+    grant.mr_key = lease->registration.key();
+  }
   std::memcpy(grant.resume_token, lease->resume_token, sizeof grant.resume_token);
   std::memcpy(grant.ticket, lease->ticket, sizeof grant.ticket);
   grant.provider = request.provider;
   grant.flags = resumed ? proto::kGrantResumed : 0;
-  grant.data_port = exporter_->data_port();
-  if (*provider == net::Provider::kShm) {
-    const auto& name = exporter_->shm_name();
-    grant.address_length = static_cast<uint16_t>(std::min(name.size(), proto::kMaxAddressBytes));
-    std::memcpy(grant.address, name.data(), grant.address_length);
-  }
+  grant.data_port = *provider == net::Provider::kVerbs ? exporter_->data_port() : socket_server_->port();
+  if (*provider == net::Provider::kTcp) socket_server_->allow(lease->id, lease->ticket, session.id, lease->memory);
   EMP_INFO("vmd", "client %s: %s lease %llx (%llu MiB at offset %llu MiB, %s)", session.peer.c_str(),
            resumed ? "resumed" : "granted", static_cast<unsigned long long>(lease->id),
            static_cast<unsigned long long>(lease->size >> 20), static_cast<unsigned long long>(lease->offset >> 20),
            net::to_string(*provider));
-  return send(session, proto::encode(grant, sequence));
+  return send(session, proto::encode(grant, sequence),
+              *provider == net::Provider::kShm ? lease->memory->fd() : -1);  // shm: the memory file itself
 }
 
 uint64_t Daemon::admit_data_connection(std::span<const uint8_t> data) {
@@ -374,8 +404,13 @@ uint64_t Daemon::admit_data_connection(std::span<const uint8_t> data) {
   return it->second.session;
 }
 
+void Daemon::disconnect_data(uint64_t session) noexcept {
+  socket_server_->disconnect(session);
+  if (exporter_) exporter_->disconnect(session);
+}
+
 void Daemon::detach_lease(Lease& lease) {
-  if (lease.session) exporter_->disconnect(lease.session);
+  if (lease.session) disconnect_data(lease.session);
   lease.session = 0;
   lease.expires = Clock::now() + config_.grace;
 }
@@ -392,7 +427,7 @@ void Daemon::close_session(uint64_t id, const char* why) {
       if (config_.grace.count() == 0) free_lease(lease->first, "client gone (no grace period)");
     }
   }
-  exporter_->disconnect(id);
+  disconnect_data(id);
   sessions_.erase(it);
 }
 
@@ -400,14 +435,15 @@ void Daemon::free_lease(uint64_t id, const char* why) {
   auto it = leases_.find(id);
   if (it == leases_.end()) return;
   Lease& lease = it->second;
-  if (lease.session) exporter_->disconnect(lease.session);
-  if (lease.provider == net::Provider::kShm) exporter_->shm_client_detached();
-  // No one can reach the memory once its registrations are closed; then scrub it.
-  lease.exported.primary.reset();
-  lease.exported.shm.reset();
-  std::memset(pool_.data() + lease.offset, 0, lease.size);
+  if (lease.session) disconnect_data(lease.session);
+  // No one reaches the memory once its connections and registration are closed; the
+  // memory file is freed with its last reference (a same-host client that keeps its
+  // descriptor reads zeros), and the pool takes its pages back.
+  lease.registration.reset();
+  lease.memory.reset();
+  pool_.take_back(lease.offset, lease.size);
   extents_.release(lease.offset, lease.size);
-  EMP_INFO("vmd", "lease %llx (%llu MiB) %s; zeroed and freed", static_cast<unsigned long long>(id),
+  EMP_INFO("vmd", "lease %llx (%llu MiB) %s; freed", static_cast<unsigned long long>(id),
            static_cast<unsigned long long>(lease.size >> 20), why);
   leases_.erase(it);
 }
@@ -465,7 +501,8 @@ std::string Daemon::metrics_text() const {
   metric("emp_vmd_clients", "gauge", "Connected control sessions.", sessions_.size());
   metric("emp_vmd_leases_active", "gauge", "Leases attached to a client.", active);
   metric("emp_vmd_leases_orphaned", "gauge", "Leases in their grace period.", orphaned);
-  metric("emp_vmd_data_connections", "gauge", "Open data-plane connections.", exporter_->connection_count());
+  metric("emp_vmd_data_connections", "gauge", "Open data-plane connections (tcp and verbs).",
+         socket_server_->connection_count() + (exporter_ ? exporter_->connection_count() : 0));
   metric("emp_vmd_connections_total", "counter", "Control connections accepted.", counters_.connections_total);
   metric("emp_vmd_auth_failures_total", "counter", "Failed or missing authentications.", counters_.auth_failures_total);
   metric("emp_vmd_protocol_errors_total", "counter", "Malformed or unexpected messages.", counters_.protocol_errors_total);
@@ -475,7 +512,7 @@ std::string Daemon::metrics_text() const {
   metric("emp_vmd_leases_expired_total", "counter", "Leases freed after the grace period.", counters_.leases_expired_total);
   metric("emp_vmd_leases_released_total", "counter", "Leases released by their client.", counters_.leases_released_total);
   metric("emp_vmd_data_connections_rejected_total", "counter", "Data connections with an invalid ticket.",
-         counters_.data_connections_rejected_total);
+         counters_.data_connections_rejected_total + socket_server_->rejected_total());
   metric("emp_vmd_bytes_read_total", "counter", "Bytes clients read (reported by their heartbeats).",
          counters_.bytes_read_total);
   metric("emp_vmd_bytes_written_total", "counter", "Bytes clients wrote (reported by their heartbeats).",

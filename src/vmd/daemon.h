@@ -1,18 +1,21 @@
 // Daemon: vmd's composition root and event loop. It owns the locked pool, the lease
-// table, the libfabric Exporter (data plane) and every client's control session.
+// table, the data planes — the SocketServer (tcp), the libfabric Exporter (verbs, when
+// -d names an RDMA device) and, for clients on this host, the lease's memory file
+// passed over the local control socket (shm) — and every client's control session.
 //
-// One thread (run()) handles everything on the control plane with poll(): the control
-// listener, each session's non-blocking socket (frames reassembled in a bounded
-// buffer and validated by protocol.h before use), the data plane's connection-manager
+// One thread (run()) handles everything on the control plane with poll(): the TCP and
+// local control listeners, each session's non-blocking socket (frames reassembled in a
+// bounded buffer and validated by protocol.h before use), the verbs connection-manager
 // queue, the metrics listener, a signalfd (SIGTERM/SIGINT) and timers (authentication
-// deadlines, idle sessions, lease grace periods). The Exporter's own progress thread
-// is the only other thread. Malformed input earns an Error reply and a closed
-// session; it never reaches anything but the parser.
+// deadlines, idle sessions, lease grace periods). The data servers' threads are the
+// only others. Malformed input earns an Error reply and a closed session; it never
+// reaches anything but the parser.
 //
-// Leases: one per session; a closed session leaves its lease orphaned for the grace
+// Leases: one per session, each its own memory file (LeaseMemory) standing in for
+// its extent of the pool; a closed session leaves its lease orphaned for the grace
 // period, during which a client presenting the lease id and resume token re-attaches
-// it (same memory, same key). Expired or released leases are zeroed and their
-// registrations closed before the extent is reused.
+// it (same memory, same key). A released or expired lease loses every data connection
+// and registration, and its memory file is freed (a new lease always starts zeroed).
 #pragma once
 
 #include <chrono>
@@ -26,7 +29,9 @@
 #include "net/exporter.h"
 #include "net/protocol.h"
 #include "vmd/config.h"
+#include "vmd/lease_memory.h"
 #include "vmd/pool_memory.h"
+#include "vmd/socket_server.h"
 
 namespace emp::vmd {
 
@@ -66,7 +71,8 @@ class Daemon {
     net::Provider provider = net::Provider::kTcp;
     uint8_t resume_token[net::protocol::kTokenBytes] = {};
     uint8_t ticket[net::protocol::kTokenBytes] = {};
-    net::Exporter::Export exported;
+    std::shared_ptr<LeaseMemory> memory;
+    net::MemoryRegion registration;  // verbs
     uint64_t session = 0;  // 0 = orphaned
     Clock::time_point expires{};
     // Last cumulative counters a client reported, to add only the increase.
@@ -77,6 +83,7 @@ class Daemon {
     uint64_t id = 0;
     UniqueFd fd;
     std::string peer;
+    bool local = false;  // came through the local control socket (may take shm leases)
     SessionState state = SessionState::kAwaitAuth;
     uint8_t server_nonce[net::protocol::kNonceBytes] = {};
     std::vector<uint8_t> input;
@@ -84,7 +91,8 @@ class Daemon {
     Clock::time_point deadline{};  // authentication deadline, then idle deadline
   };
 
-  void accept_clients();
+  void accept_clients(int listen_fd, bool local);
+  uint16_t providers_for(const Session& session) const noexcept;
   void serve_metrics();
   void read_session(Session& session);
   // Handles one complete frame; returns false when the session must close.
@@ -94,9 +102,11 @@ class Daemon {
   // Error reply, then the session closes (returns false) / stays open (returns true).
   bool reject(Session& session, int code, const std::string& text, uint32_t sequence = 0);
   bool refuse(Session& session, int code, const std::string& text, uint32_t sequence);
-  bool send(Session& session, const std::vector<uint8_t>& bytes);
+  bool send(Session& session, const std::vector<uint8_t>& bytes, int pass_fd = -1);
   void close_session(uint64_t id, const char* why);
+  void disconnect_data(uint64_t session) noexcept;
   void detach_lease(Lease& lease);
+  std::string describe_data_planes() const;
   void free_lease(uint64_t id, const char* why);
   void expire_timers();
   uint64_t admit_data_connection(std::span<const uint8_t> private_data);
@@ -106,8 +116,10 @@ class Daemon {
   std::string key_;
   PoolMemory pool_;
   ExtentAllocator extents_;
-  std::unique_ptr<net::Exporter> exporter_;
+  std::unique_ptr<SocketServer> socket_server_;
+  std::unique_ptr<net::Exporter> exporter_;  // verbs only
   UniqueFd listen_fd_;
+  UniqueFd local_listen_fd_;  // same-host clients (shm); invalid with --no-shm
   UniqueFd metrics_fd_;
   UniqueFd signal_fd_;
   std::map<uint64_t, Session> sessions_;

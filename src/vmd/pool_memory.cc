@@ -32,6 +32,21 @@ PoolMemory::PoolMemory(uint64_t bytes) : size_(bytes) {
   }
 }
 
+void PoolMemory::lend(uint64_t offset, uint64_t bytes) noexcept {
+  std::byte* at = base_ + offset;
+  if (locked_) ::munlock(at, bytes);
+  ::madvise(at, bytes, MADV_DONTNEED);
+}
+
+void PoolMemory::take_back(uint64_t offset, uint64_t bytes) noexcept {
+  std::byte* at = base_ + offset;
+  if (locked_) {
+    (void)::mlock(at, bytes);  // populates too
+  } else {
+    ::madvise(at, bytes, MADV_POPULATE_WRITE);
+  }
+}
+
 PoolMemory::~PoolMemory() {
   if (base_) ::munmap(base_, size_);
 }

@@ -1,8 +1,10 @@
-// PoolMemory: vmd's donated DRAM, allocated and locked (mlock) at start so leases never
-// page-fault or swap, and ExtentAllocator, a first-fit allocator of lease extents over
-// it (1 MiB granules, coalescing). Leases are zeroed before their extent is reused.
-// Owned by the daemon's main thread; not thread-safe (the data plane only reads and
-// writes the memory through the NIC/provider, never the allocator).
+// PoolMemory: vmd's donated DRAM, allocated and locked (mlock) at start, so the memory
+// is held for the donor's clients from the first moment; and ExtentAllocator, a
+// first-fit allocator of lease extents over it (1 MiB granules, coalescing). A lease's
+// memory is its own memory file (lease_memory.h): while it lives, the pool lends it the
+// extent's pages (unlocked and returned to the kernel, lend()), and takes them back
+// (allocated and locked again, take_back()) when the lease ends, so vmd holds the
+// pool's size in all. Owned by the daemon's main thread; not thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +28,10 @@ class PoolMemory {
   std::byte* data() const noexcept { return base_; }
   uint64_t size() const noexcept { return size_; }
   bool locked() const noexcept { return locked_; }
+  // Returns the pages of [offset, offset+bytes) to the kernel (a lease's own memory
+  // takes their place), and re-allocates (and re-locks) them when the lease ends.
+  void lend(uint64_t offset, uint64_t bytes) noexcept;
+  void take_back(uint64_t offset, uint64_t bytes) noexcept;
 
  private:
   std::byte* base_ = nullptr;

@@ -184,24 +184,29 @@ TEST(Auth, ClientWithAKeyRefusesAnUnauthenticatedDonor) {
   }
 }
 
-// Builds a raw lease + channel, as a hostile client with valid credentials would.
+// Builds a raw lease and reads it the way a hostile client with valid credentials
+// would, on the data plane under test: raw requests on a tcp data connection, pread on
+// the shm memory file, one-sided RMA on verbs.
 struct RawClient {
   std::unique_ptr<net::ControlClient> control;
   std::unique_ptr<net::Domain> domain;
   std::unique_ptr<net::Channel> channel;
+  UniqueFd memory_file;
   proto::LeaseGrant grant{};
 
   RawClient(uint16_t port, uint64_t bytes) {
-    control = net::ControlClient::connect({test_host(), port, "", 2s * time_scale()});
-    net::DomainOptions options;
-    options.provider = test_provider();
-    options.node = control->peer();
-    options.service = std::to_string(port);
-    domain = net::Domain::open(options);
+    net::ControlConfig config{test_host(), port, "", 2s * time_scale()};
+    config.local = test_provider() == net::Provider::kShm;
+    control = net::ControlClient::connect(config);
     grant = control->lease(bytes, test_provider(), std::nullopt);
     if (test_provider() == net::Provider::kShm) {
-      channel = net::Channel::attach(*domain, {grant.address, grant.address_length});
-    } else {
+      memory_file = control->take_passed_fd();
+    } else if (test_provider() == net::Provider::kVerbs) {
+      net::DomainOptions options;
+      options.provider = test_provider();
+      options.node = control->peer();
+      options.service = std::to_string(port);
+      domain = net::Domain::open(options);
       proto::DataConnect request{proto::kDataMagic, proto::kVersion, 0, grant.lease_id, {}};
       std::memcpy(request.ticket, grant.ticket, sizeof request.ticket);
       channel = net::Channel::connect(*domain, control->peer(), grant.data_port,
@@ -209,11 +214,42 @@ struct RawClient {
                                       net::deadline_after(2s * time_scale()));
     }
   }
-  Status read(uint64_t offset, void* buffer, size_t length, uint64_t key) {
-    auto mr = domain->register_memory(buffer, length, FI_READ | FI_WRITE, domain->random_key());
-    net::MemoryRegion region(mr ? *mr : nullptr);
-    net::RmaOp op{buffer, length, region.desc(), grant.remote_base + offset};
-    return channel->read({&op, 1}, key, net::deadline_after(3s * time_scale()));
+  // Reads with the lease's credentials, or with forged ones (a flipped key or ticket).
+  Status read(uint64_t offset, void* buffer, size_t length, bool forged = false) {
+    switch (test_provider()) {
+      case net::Provider::kShm: {
+        // The descriptor is the capability: it reaches this lease's file and nothing else.
+        ssize_t n = ::pread(memory_file.get(), buffer, length, static_cast<off_t>(offset));
+        return n == static_cast<ssize_t>(length) ? Status::ok() : Status::error(EIO, "short read");
+      }
+      case net::Provider::kVerbs: {
+        auto mr = domain->register_memory(buffer, length, FI_READ | FI_WRITE, domain->random_key());
+        net::MemoryRegion region(mr ? *mr : nullptr);
+        net::RmaOp op{buffer, length, region.desc(), grant.remote_base + offset};
+        return channel->read({&op, 1}, grant.mr_key ^ (forged ? 1 : 0), net::deadline_after(3s * time_scale()));
+      }
+      case net::Provider::kTcp: {
+        std::string error;
+        UniqueFd fd = net::tcp_connect(control->peer(), grant.data_port, net::deadline_after(2s), &error);
+        if (!fd.valid()) return Status::error(ECONNREFUSED, error.c_str());
+        proto::DataConnect hello{proto::kDataMagic, proto::kVersion, 0, grant.lease_id, {}};
+        std::memcpy(hello.ticket, grant.ticket, sizeof hello.ticket);
+        if (forged) hello.ticket[0] ^= 1;
+        proto::DataAccept accept{};
+        Status status = net::send_all(fd.get(), {reinterpret_cast<uint8_t*>(&hello), sizeof hello}, net::deadline_after(2s));
+        if (status) status = net::recv_all(fd.get(), {reinterpret_cast<uint8_t*>(&accept), sizeof accept}, net::deadline_after(2s));
+        if (!status) return status;
+        if (accept.status != 0) return Status::error(static_cast<int>(accept.status), "data connection refused");
+        proto::DataRequest request{static_cast<uint32_t>(proto::DataOp::kRead), static_cast<uint32_t>(length), offset};
+        proto::DataReply reply{};
+        status = net::send_all(fd.get(), {reinterpret_cast<uint8_t*>(&request), sizeof request}, net::deadline_after(2s));
+        if (status) status = net::recv_all(fd.get(), {reinterpret_cast<uint8_t*>(&reply), sizeof reply}, net::deadline_after(2s));
+        if (!status) return status;
+        if (reply.status != 0) return Status::error(static_cast<int>(reply.status), "read refused");
+        return net::recv_all(fd.get(), {static_cast<uint8_t*>(buffer), length}, net::deadline_after(2s));
+      }
+    }
+    return Status::error(EINVAL, "provider");
   }
 };
 
@@ -226,14 +262,16 @@ TEST(Isolation, AClientCannotReadOutsideItsLease) {
 
   RawClient client(vmd->port(), 1 << 20);
   std::vector<uint64_t> buffer(512);
-  EXPECT_TRUE(client.read((1 << 20) - 4096, buffer.data(), 4096, client.grant.mr_key).is_ok());
+  EXPECT_TRUE(client.read((1 << 20) - 4096, buffer.data(), 4096).is_ok());
   RawClient second(vmd->port(), 1 << 20);
-  // Past the end of the lease, before its start, and with a wrong key.
-  EXPECT_FALSE(second.read(1 << 20, buffer.data(), 4096, second.grant.mr_key).is_ok());
+  // Past the end of the lease, before its start, and with a wrong key or ticket.
+  EXPECT_FALSE(second.read(1 << 20, buffer.data(), 4096).is_ok());
   RawClient third(vmd->port(), 1 << 20);
-  EXPECT_FALSE(third.read(static_cast<uint64_t>(-(4096 * 16)), buffer.data(), 4096, third.grant.mr_key).is_ok());
-  RawClient fourth(vmd->port(), 1 << 20);
-  EXPECT_FALSE(fourth.read(0, buffer.data(), 4096, fourth.grant.mr_key ^ 0x1).is_ok());
+  EXPECT_FALSE(third.read(static_cast<uint64_t>(-(4096 * 16)), buffer.data(), 4096).is_ok());
+  if (test_provider() != net::Provider::kShm) {  // shm has no key: the descriptor is the capability
+    RawClient fourth(vmd->port(), 1 << 20);
+    EXPECT_FALSE(fourth.read(0, buffer.data(), 4096, /*forged=*/true).is_ok());
+  }
   for (uint64_t word : buffer) EXPECT_NE(word, secret[0]);
   // vmd is unharmed and still serves.
   EXPECT_TRUE(vmd->alive());
@@ -389,8 +427,55 @@ TEST(Robustness, GarbageAndTruncatedMessagesNeverHurtVmd) {
     if (i % 2 == 0) drain(fd.get());  // half of them wait for vmd's answer, half hang up at once
     ASSERT_TRUE(vmd->alive()) << "attack " << i << "\n" << vmd->log();
   }
-  // A data connection with a forged ticket is refused.
-  if (test_provider() != net::Provider::kShm) {
+  // The tcp data plane (always served): forged tickets, junk, hostile requests.
+  {
+    auto control = net::ControlClient::connect({test_host(), vmd->port(), "", 2s});
+    auto grant = control->lease(1 << 20, net::Provider::kTcp, std::nullopt);
+    auto data_connection = [&](bool forge) {
+      UniqueFd fd = raw_connect(grant.data_port);
+      proto::DataConnect hello{proto::kDataMagic, proto::kVersion, 0, grant.lease_id, {}};
+      std::memcpy(hello.ticket, grant.ticket, sizeof hello.ticket);
+      if (forge) hello.ticket[5] ^= 0x40;
+      send_bytes(fd.get(), &hello, sizeof hello);
+      proto::DataAccept accept{};
+      EXPECT_TRUE(net::recv_all(fd.get(), {reinterpret_cast<uint8_t*>(&accept), sizeof accept}, net::deadline_after(2s)));
+      EXPECT_EQ(accept.status, forge ? static_cast<uint32_t>(EACCES) : 0u);
+      return fd;
+    };
+    data_connection(/*forge=*/true);
+    { UniqueFd junk = raw_connect(grant.data_port); send_bytes(junk.get(), "\x01\x02\x03", 3); }
+    const proto::DataRequest hostile[] = {
+        {7, 4096, 0},                                                    // unknown operation
+        {static_cast<uint32_t>(proto::DataOp::kRead), 0xffffffffu, 0},   // too long
+        {static_cast<uint32_t>(proto::DataOp::kRead), 4096, 1 << 20},    // past the lease
+        {static_cast<uint32_t>(proto::DataOp::kWrite), 4096, ~0ULL - 100},  // offset overflow
+    };
+    for (const auto& request : hostile) {
+      UniqueFd fd = data_connection(false);
+      send_bytes(fd.get(), &request, sizeof request);
+      proto::DataReply reply{};
+      ASSERT_TRUE(net::recv_all(fd.get(), {reinterpret_cast<uint8_t*>(&reply), sizeof reply}, net::deadline_after(2s)));
+      EXPECT_NE(reply.status, 0u);
+      EXPECT_EQ(drain(fd.get()), "");  // then vmd closes the connection
+    }
+    {  // a write cut off mid-payload
+      UniqueFd fd = data_connection(false);
+      proto::DataRequest write{static_cast<uint32_t>(proto::DataOp::kWrite), 65536, 0};
+      send_bytes(fd.get(), &write, sizeof write);
+      send_bytes(fd.get(), std::string(100, 'x').data(), 100);
+    }
+    // An shm lease asked over TCP is refused (the memory file travels only over the
+    // local socket), and the connection stays usable.
+    auto tcp_control = net::ControlClient::connect({test_host(), vmd->port(), "", 2s});
+    try {
+      tcp_control->lease(1 << 20, net::Provider::kShm, std::nullopt);
+      ADD_FAILURE() << "an shm lease was granted over TCP";
+    } catch (const net::ControlError& error) {
+      EXPECT_EQ(error.code, EPROTONOSUPPORT) << error.what();
+    }
+    EXPECT_NO_THROW(tcp_control->lease(1 << 20, net::Provider::kTcp, std::nullopt));
+  }
+  if (test_provider() == net::Provider::kVerbs) {
     auto control = net::ControlClient::connect({test_host(), vmd->port(), "", 2s});
     auto grant = control->lease(1 << 20, test_provider(), std::nullopt);
     net::DomainOptions options;
@@ -478,7 +563,12 @@ TEST(Failures, ADonorThatStaysDownIsReportedLostWithoutHanging) {
   auto start = std::chrono::steady_clock::now();
   std::vector<uint64_t> back(8192);
   Status status = tier->read(0, back.data(), 65536);
-  EXPECT_FALSE(status.is_ok());
+  if (test_provider() == net::Provider::kShm && status.is_ok()) {
+    // The lease's memory file outlives vmd until the heartbeat notices: right bytes.
+    EXPECT_TRUE(block_matches(back, 7, 0));
+  } else {
+    EXPECT_FALSE(status.is_ok());
+  }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 12s * time_scale());
   // Within the reconnect window (plus one connect timeout) the donor is declared lost.
   for (int i = 0; i < 100 * time_scale() && tier->health() != tier::TierHealth::kLost; ++i) std::this_thread::sleep_for(100ms);

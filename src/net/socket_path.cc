@@ -1,0 +1,186 @@
+#include "net/socket_path.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace emp::net {
+namespace {
+
+constexpr size_t kChunk = 64;  // spans per request burst
+
+// Sends or receives every byte of iov[0..count) (advancing through partial transfers).
+// Returns the bytes moved; *error is set when that is short (EOF: ECONNRESET).
+size_t move_all(int fd, iovec* iov, size_t count, bool sending, int* error) noexcept {
+  size_t moved = 0;
+  *error = 0;
+  while (count > 0) {
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = std::min<size_t>(count, IOV_MAX);
+    ssize_t n = sending ? ::sendmsg(fd, &message, MSG_NOSIGNAL) : ::recvmsg(fd, &message, MSG_WAITALL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *error = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
+      return moved;
+    }
+    if (n == 0) {
+      *error = ECONNRESET;
+      return moved;
+    }
+    moved += static_cast<size_t>(n);
+    size_t left = static_cast<size_t>(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return moved;
+}
+
+}  // namespace
+
+std::unique_ptr<SocketPath> SocketPath::connect(const std::string& host, uint16_t port,
+                                                const protocol::DataConnect& hello, const SocketPathOptions& options,
+                                                Deadline deadline) {
+  std::unique_ptr<SocketPath> path(new SocketPath());
+  auto open_one = [&]() {
+    std::string error;
+    UniqueFd fd = tcp_connect(host, port, deadline, &error);
+    if (!fd.valid()) throw std::runtime_error("cannot open a data connection to " + host + ":" + std::to_string(port) + ": " + error);
+    Status status = send_all(fd.get(), {reinterpret_cast<const uint8_t*>(&hello), sizeof hello}, deadline);
+    protocol::DataAccept accept{};
+    if (status) status = recv_all(fd.get(), {reinterpret_cast<uint8_t*>(&accept), sizeof accept}, deadline);
+    if (!status) throw std::runtime_error("vmd did not accept the data connection: " + status.to_string());
+    if (accept.magic != protocol::kDataMagic) throw std::runtime_error("vmd's data port does not speak the EMP data protocol");
+    if (accept.status != 0)
+      throw std::runtime_error(std::string("vmd refused the data connection: ") + std::strerror(static_cast<int>(accept.status)));
+    path->lease_bytes_ = accept.lease_bytes;
+    // Blocking I/O from here on, bounded by the socket timeouts.
+    timeval timeout{static_cast<time_t>(options.op_timeout.count() / 1000),
+                    static_cast<suseconds_t>(options.op_timeout.count() % 1000 * 1000)};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    auto connection = std::make_unique<Connection>();
+    connection->fd = std::move(fd);
+    return connection;
+  };
+  for (unsigned i = 0; i < std::max(1u, options.read_connections); ++i) path->readers_.push_back(open_one());
+  for (unsigned i = 0; i < std::max(1u, options.write_connections); ++i) path->writers_.push_back(open_one());
+  return path;
+}
+
+SocketPath::~SocketPath() = default;
+
+void SocketPath::fail(Status why) noexcept {
+  {
+    std::lock_guard lock(failure_mu_);
+    if (broken_.load()) return;
+    failure_ = why;
+    broken_.store(true, std::memory_order_release);
+  }
+  // Wakes callers blocked in send/recv; the descriptors close with the path.
+  for (auto* pool : {&readers_, &writers_})
+    for (auto& connection : *pool) ::shutdown(connection->fd.get(), SHUT_RDWR);
+}
+
+SocketPath::Connection& SocketPath::take(std::vector<std::unique_ptr<Connection>>& pool,
+                                         std::atomic<unsigned>& next) noexcept {
+  unsigned start = next.fetch_add(1, std::memory_order_relaxed);
+  for (size_t i = 0; i < pool.size(); ++i) {
+    Connection& candidate = *pool[(start + i) % pool.size()];
+    if (candidate.mu.try_lock()) return candidate;
+  }
+  Connection& chosen = *pool[start % pool.size()];
+  chosen.mu.lock();
+  return chosen;
+}
+
+Status SocketPath::read(std::span<const tier::IoSpan> spans, Deadline) noexcept {
+  if (broken()) return Status::error(ECONNRESET, "data connection broken");
+  Connection& connection = take(readers_, next_reader_);
+  Status status = run(connection, spans, true);
+  connection.mu.unlock();
+  return status;
+}
+
+Status SocketPath::write(std::span<const tier::IoSpan> spans, Deadline) noexcept {
+  if (broken()) return Status::error(ECONNRESET, "data connection broken");
+  Connection& connection = take(writers_, next_writer_);
+  Status status = run(connection, spans, false);
+  connection.mu.unlock();
+  return status;
+}
+
+Status SocketPath::run(Connection& connection, std::span<const tier::IoSpan> spans, bool is_read) noexcept {
+  const int fd = connection.fd.get();
+  for (size_t first = 0; first < spans.size(); first += kChunk) {
+    const size_t count = std::min(kChunk, spans.size() - first);
+    protocol::DataRequest requests[kChunk];
+    protocol::DataReply replies[kChunk];
+    iovec iov[2 * kChunk];
+    size_t iov_count = 0;
+    for (size_t i = 0; i < count; ++i) {
+      const tier::IoSpan& span = spans[first + i];
+      if (span.length > protocol::kMaxDataTransfer) return Status::error(EINVAL, "data transfer too large");
+      requests[i] = {static_cast<uint32_t>(is_read ? protocol::DataOp::kRead : protocol::DataOp::kWrite),
+                     static_cast<uint32_t>(span.length), span.offset};
+    }
+    int error = 0;
+    if (is_read) {
+      iovec out{requests, count * sizeof(protocol::DataRequest)};
+      move_all(fd, &out, 1, true, &error);
+    } else {
+      for (size_t i = 0; i < count; ++i) {
+        iov[iov_count++] = {&requests[i], sizeof(protocol::DataRequest)};
+        iov[iov_count++] = {spans[first + i].buffer, spans[first + i].length};
+      }
+      move_all(fd, iov, iov_count, true, &error);
+    }
+    if (error) {
+      Status why = Status::error(error, is_read ? "sending read requests to vmd" : "sending a write batch to vmd");
+      fail(why);
+      return why;
+    }
+    // Replies (and a read's bytes) land where they belong in one receive.
+    iov_count = 0;
+    for (size_t i = 0; i < count; ++i) {
+      iov[iov_count++] = {&replies[i], sizeof(protocol::DataReply)};
+      if (is_read) iov[iov_count++] = {spans[first + i].buffer, spans[first + i].length};
+    }
+    size_t received = move_all(fd, iov, iov_count, false, &error);
+    // Check every complete reply, in order: a refusal is the last thing vmd sent.
+    size_t position = 0;
+    for (size_t i = 0; i < count; ++i) {
+      if (received < position + sizeof(protocol::DataReply)) break;
+      const protocol::DataReply& reply = replies[i];
+      if (reply.status != 0) {
+        Status why = Status::error(static_cast<int>(reply.status), "vmd refused a data request");
+        fail(why);
+        return why;
+      }
+      position += sizeof(protocol::DataReply) + (is_read ? spans[first + i].length : 0);
+      if (is_read && reply.length != spans[first + i].length) {
+        Status why = Status::error(EPROTO, "vmd sent a reply of the wrong length");
+        fail(why);
+        return why;
+      }
+    }
+    if (error) {
+      Status why = Status::error(error, error == ETIMEDOUT ? "vmd did not answer in time" : "receiving from vmd");
+      fail(why);
+      return why;
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace emp::net
