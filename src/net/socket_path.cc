@@ -4,6 +4,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -46,6 +47,21 @@ size_t move_all(int fd, iovec* iov, size_t count, bool sending, int* error) noex
   return moved;
 }
 
+// Bounded wait for the first reply byte before sleeping in recvmsg: a reply that comes
+// within the spin needs no wake-up of this thread (on these VMs waking an idle vCPU
+// costs more than the whole round trip; docs/performance.md).
+void wait_briefly(int fd, std::chrono::microseconds spin) noexcept {
+  if (spin.count() <= 0) return;
+  const auto until = std::chrono::steady_clock::now() + spin;
+  char byte;
+  while (std::chrono::steady_clock::now() < until) {
+    if (::recv(fd, &byte, 1, MSG_DONTWAIT | MSG_PEEK) != -1 || (errno != EAGAIN && errno != EWOULDBLOCK)) return;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<SocketPath> SocketPath::connect(const std::string& host, uint16_t port,
@@ -64,6 +80,7 @@ std::unique_ptr<SocketPath> SocketPath::connect(const std::string& host, uint16_
     if (accept.status != 0)
       throw std::runtime_error(std::string("vmd refused the data connection: ") + std::strerror(static_cast<int>(accept.status)));
     path->lease_bytes_ = accept.lease_bytes;
+    path->read_spin_ = options.read_spin;
     // Blocking I/O from here on, bounded by the socket timeouts.
     timeval timeout{static_cast<time_t>(options.op_timeout.count() / 1000),
                     static_cast<suseconds_t>(options.op_timeout.count() % 1000 * 1000)};
@@ -151,6 +168,7 @@ Status SocketPath::run(Connection& connection, std::span<const tier::IoSpan> spa
       return why;
     }
     // Replies (and a read's bytes) land where they belong in one receive.
+    if (is_read) wait_briefly(fd, read_spin_);
     iov_count = 0;
     for (size_t i = 0; i < count; ++i) {
       iov[iov_count++] = {&replies[i], sizeof(protocol::DataReply)};
