@@ -77,7 +77,7 @@ bool wants(const Args& args, const std::string& candidate) {
 [[noreturn]] void run_donor(int control_fd, const Args& args) {
   DonorInfo info{};
   try {
-    auto memory = vmd::LeaseMemory::create(kExported, false);
+    auto memory = vmd::LeaseMemory::create(kExported);
     std::memset(memory->data(), 7, kExported);
     ExporterConfig config;
     config.provider = args.device.empty() ? Provider::kTcp : Provider::kVerbs;

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "net/auth.h"
@@ -121,7 +122,11 @@ protocol::LeaseGrant ControlClient::lease(uint64_t size, Provider provider, cons
   }
   protocol::FrameHeader header{};
   std::vector<uint8_t> payload;
-  Status status = exchange(protocol::encode(request, ++sequence_), &header, &payload, config_.timeout);
+  // vmd allocates the lease's pages before it answers (~0.4 s per GiB here, longer
+  // behind other clients' requests on a loaded machine): allow for it.
+  auto timeout = std::max<std::chrono::milliseconds>(config_.timeout, std::chrono::seconds(10)) +
+                 std::chrono::seconds(2) * static_cast<int64_t>(size >> 30);
+  Status status = exchange(protocol::encode(request, ++sequence_), &header, &payload, timeout);
   if (!status) throw ControlError(status.code(), "vmd at " + where() + ": lease request failed: " + status.to_string());
   if (header.type == static_cast<uint16_t>(protocol::MessageType::kError)) throw_reply_error(header, payload, "LeaseGrant");
   auto grant = protocol::decode<protocol::LeaseGrant>(header, payload);

@@ -54,7 +54,8 @@ class ControlClient {
   const std::string& peer() const noexcept { return peer_; }
   std::string where() const { return config_.host + ":" + std::to_string(config_.port); }
 
-  // Leases `size` bytes for `provider`, or resumes `resume`. Throws ControlError
+  // Leases `size` bytes for `provider`, or resumes `resume`; waits at least 10 s plus
+  // 2 s per GiB (vmd allocates the memory before it answers). Throws ControlError
   // (ENOENT: the lease to resume is unknown; ENOSPC: the donor is full; ...).
   protocol::LeaseGrant lease(uint64_t size, Provider provider, const std::optional<ResumeTicket>& resume);
   Status heartbeat(const protocol::Heartbeat& beat) noexcept;

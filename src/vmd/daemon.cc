@@ -50,6 +50,7 @@ Daemon::Daemon(const VmdConfig& config)
   signal_fd_ = UniqueFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signal_fd_.valid()) throw std::system_error(errno, std::generic_category(), "signalfd");
 
+  lease_worker_ = std::make_unique<LeaseWorker>(pool_);
   socket_server_ = std::make_unique<SocketServer>(config_.bind_address);
   if (config_.device != "tcp") {
     net::ExporterConfig exporter_config;
@@ -95,6 +96,7 @@ uint16_t Daemon::providers_for(const Session& session) const noexcept {
 
 Daemon::~Daemon() {
   socket_server_.reset();
+  lease_worker_.reset();  // runs the queued jobs first
   for (auto& [id, lease] : leases_) lease.registration.reset();
   exporter_.reset();
 }
@@ -112,6 +114,7 @@ int Daemon::run() {
     const bool can_wait = !exporter_ || exporter_->ready_to_wait();
     fds.push_back({exporter_ ? exporter_->event_fd() : -1, POLLIN, 0});
     fds.push_back({local_listen_fd_.valid() ? local_listen_fd_.get() : -1, POLLIN, 0});
+    fds.push_back({lease_worker_->event_fd(), POLLIN, 0});
     std::vector<uint64_t> ids;
     for (auto& [id, session] : sessions_) {
       fds.push_back({session.fd.get(), POLLIN, 0});
@@ -131,8 +134,9 @@ int Daemon::run() {
     if (exporter_)
       exporter_->process_events([this](std::span<const uint8_t> data) { return admit_data_connection(data); });
     if (fds[4].revents & POLLIN) accept_clients(local_listen_fd_.get(), true);
+    if (fds[5].revents & POLLIN) finish_leases();
     for (size_t i = 0; i < ids.size(); ++i) {
-      if (!fds[5 + i].revents) continue;
+      if (!fds[6 + i].revents) continue;
       auto it = sessions_.find(ids[i]);
       if (it != sessions_.end()) read_session(it->second);
     }
@@ -307,84 +311,117 @@ bool Daemon::handle_auth(Session& session, const proto::Auth& auth, uint32_t seq
 }
 
 bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, uint32_t sequence) {
-  if (session.lease != 0) return refuse(session, EEXIST, "this connection already holds a lease", sequence);
+  if (session.lease != 0 || session.pending_lease != 0)
+    return refuse(session, EEXIST, "this connection already holds a lease", sequence);
   auto provider = net::provider_from_wire(request.provider);
   if (!provider || !(providers_for(session) & request.provider))
     return refuse(session, EPROTONOSUPPORT,
-                  *provider == net::Provider::kShm ? "shm is served only through vmd's local control socket"
-                                                   : "data-plane provider not served by this vmd",
+                  provider == net::Provider::kShm ? "shm is served only through vmd's local control socket"
+                                                  : "data-plane provider not served by this vmd",
                   sequence);
-  Lease* lease = nullptr;
-  bool resumed = false;
   if (request.flags & proto::kLeaseResume) {
     auto it = leases_.find(request.lease_id);
     if (it == leases_.end() || !net::constant_time_equal(it->second.resume_token, request.resume_token) ||
         it->second.size < request.size_bytes)
       return refuse(session, ENOENT, "unknown lease (vmd restarted or the grace period expired)", sequence);
-    lease = &it->second;
-    if (lease->session != 0) {
+    Lease& lease = it->second;
+    if (lease.session != 0) {
       // The old connection is dead but not yet noticed: the resuming client takes over.
-      uint64_t old = lease->session;
+      uint64_t old = lease.session;
       auto old_it = sessions_.find(old);
       if (old_it != sessions_.end()) old_it->second.lease = 0;
-      detach_lease(*lease);
+      detach_lease(lease);
       close_session(old, "superseded by a resuming client");
     }
-    lease->provider = *provider;
-    resumed = true;
+    lease.provider = *provider;
     ++counters_.leases_resumed_total;
-  } else {
-    if (request.size_bytes == 0 || request.size_bytes > pool_.size())
-      return refuse(session, EINVAL, "lease size out of range", sequence);
-    auto offset = extents_.allocate(request.size_bytes);
-    if (!offset)
-      return refuse(session, ENOSPC,
-                    "not enough free memory: " + std::to_string(request.size_bytes >> 20) + " MiB asked, " +
-                        std::to_string(extents_.free_bytes() >> 20) + " MiB free",
-                    sequence);
-    Lease fresh;
-    fresh.id = (instance_ << 32) | (next_lease_++ & 0xffffffffULL);
-    fresh.offset = *offset;
-    fresh.size = ExtentAllocator::round(request.size_bytes);
-    fresh.provider = *provider;
-    net::random_bytes(fresh.resume_token);
-    pool_.lend(fresh.offset, fresh.size);
-    try {
-      fresh.memory = LeaseMemory::create(fresh.size, pool_.locked());
-      if (exporter_) fresh.registration = exporter_->export_memory(fresh.memory->data(), fresh.size);
-    } catch (const std::exception& error) {
-      fresh.memory.reset();
-      pool_.take_back(fresh.offset, fresh.size);
+    return grant_lease(session, lease, /*resumed=*/true, sequence);
+  }
+  if (request.size_bytes == 0 || request.size_bytes > pool_.size())
+    return refuse(session, EINVAL, "lease size out of range", sequence);
+  auto offset = extents_.allocate(request.size_bytes);
+  if (!offset)
+    return refuse(session, ENOSPC,
+                  "not enough free memory: " + std::to_string(request.size_bytes >> 20) + " MiB asked, " +
+                      std::to_string(extents_.free_bytes() >> 20) + " MiB free",
+                  sequence);
+  // The memory is made on the lease worker; the grant goes out when it is ready.
+  PendingLease pending;
+  pending.session = session.id;
+  pending.sequence = sequence;
+  Lease& fresh = pending.lease;
+  fresh.id = (instance_ << 32) | (next_lease_++ & 0xffffffffULL);
+  fresh.offset = *offset;
+  fresh.size = ExtentAllocator::round(request.size_bytes);
+  fresh.provider = *provider;
+  net::random_bytes(fresh.resume_token);
+  session.pending_lease = fresh.id;
+  lease_worker_->create(fresh.id, fresh.offset, fresh.size);
+  pending_leases_.emplace(fresh.id, std::move(pending));
+  return true;
+}
+
+void Daemon::finish_leases() {
+  for (auto& done : lease_worker_->take_completed()) {
+    auto it = pending_leases_.find(done.token);
+    if (it == pending_leases_.end()) continue;
+    PendingLease pending = std::move(it->second);
+    pending_leases_.erase(it);
+    Lease& fresh = pending.lease;
+    fresh.memory = std::move(done.memory);
+    auto session_it = sessions_.find(pending.session);
+    Session* session = session_it != sessions_.end() && session_it->second.pending_lease == fresh.id
+                           ? &session_it->second
+                           : nullptr;
+    if (session) session->pending_lease = 0;
+    std::string error = done.error;
+    if (fresh.memory && exporter_) {
+      try {
+        fresh.registration = exporter_->export_memory(fresh.memory->data(), fresh.size);
+      } catch (const std::exception& failure) {
+        error = failure.what();
+      }
+    }
+    if (!error.empty() || !session) {
+      // Failed, or the client left while its memory was being made.
+      if (fresh.memory) {
+        fresh.registration.reset();
+        lease_worker_->retire(std::move(fresh.memory), fresh.offset, fresh.size);
+      }
       extents_.release(fresh.offset, fresh.size);
-      EMP_ERROR("vmd", "%s", error.what());
-      return refuse(session, EIO, error.what(), sequence);
+      if (!error.empty()) EMP_ERROR("vmd", "%s", error.c_str());
+      if (session && !refuse(*session, EIO, error, pending.sequence)) close_session(session->id, "send failed");
+      continue;
     }
     ++counters_.leases_granted_total;
-    lease = &leases_.emplace(fresh.id, std::move(fresh)).first->second;
+    Lease& lease = leases_.emplace(fresh.id, std::move(fresh)).first->second;
+    if (!grant_lease(*session, lease, /*resumed=*/false, pending.sequence)) close_session(session->id, "send failed");
   }
-  lease->session = session.id;
-  net::random_bytes(lease->ticket);  // a fresh data-connection ticket per attachment
-  session.lease = lease->id;
+}
 
+bool Daemon::grant_lease(Session& session, Lease& lease, bool resumed, uint32_t sequence) {
+  lease.session = session.id;
+  net::random_bytes(lease.ticket);  // a fresh data-connection ticket per attachment
+  session.lease = lease.id;
   proto::LeaseGrant grant{};
-  grant.lease_id = lease->id;
-  grant.size_bytes = lease->size;
-  if (*provider == net::Provider::kVerbs) {
-    grant.remote_base = exporter_->remote_base(lease->memory->data());
-    grant.mr_key = lease->registration.key();
+  grant.lease_id = lease.id;
+  grant.size_bytes = lease.size;
+  if (lease.provider == net::Provider::kVerbs) {
+    grant.remote_base = exporter_->remote_base(lease.memory->data());
+    grant.mr_key = lease.registration.key();
   }
-  std::memcpy(grant.resume_token, lease->resume_token, sizeof grant.resume_token);
-  std::memcpy(grant.ticket, lease->ticket, sizeof grant.ticket);
-  grant.provider = request.provider;
+  std::memcpy(grant.resume_token, lease.resume_token, sizeof grant.resume_token);
+  std::memcpy(grant.ticket, lease.ticket, sizeof grant.ticket);
+  grant.provider = static_cast<uint16_t>(net::to_wire(lease.provider));
   grant.flags = resumed ? proto::kGrantResumed : 0;
-  grant.data_port = *provider == net::Provider::kVerbs ? exporter_->data_port() : socket_server_->port();
-  if (*provider == net::Provider::kTcp) socket_server_->allow(lease->id, lease->ticket, session.id, lease->memory);
+  grant.data_port = lease.provider == net::Provider::kVerbs ? exporter_->data_port() : socket_server_->port();
+  if (lease.provider == net::Provider::kTcp) socket_server_->allow(lease.id, lease.ticket, session.id, lease.memory);
   EMP_INFO("vmd", "client %s: %s lease %llx (%llu MiB at offset %llu MiB, %s)", session.peer.c_str(),
-           resumed ? "resumed" : "granted", static_cast<unsigned long long>(lease->id),
-           static_cast<unsigned long long>(lease->size >> 20), static_cast<unsigned long long>(lease->offset >> 20),
-           net::to_string(*provider));
+           resumed ? "resumed" : "granted", static_cast<unsigned long long>(lease.id),
+           static_cast<unsigned long long>(lease.size >> 20), static_cast<unsigned long long>(lease.offset >> 20),
+           net::to_string(lease.provider));
   return send(session, proto::encode(grant, sequence),
-              *provider == net::Provider::kShm ? lease->memory->fd() : -1);  // shm: the memory file itself
+              lease.provider == net::Provider::kShm ? lease.memory->fd() : -1);  // shm: the memory file itself
 }
 
 uint64_t Daemon::admit_data_connection(std::span<const uint8_t> data) {
@@ -437,11 +474,10 @@ void Daemon::free_lease(uint64_t id, const char* why) {
   Lease& lease = it->second;
   if (lease.session) disconnect_data(lease.session);
   // No one reaches the memory once its connections and registration are closed; the
-  // memory file is freed with its last reference (a same-host client that keeps its
-  // descriptor reads zeros), and the pool takes its pages back.
+  // lease worker frees the memory file (a same-host client that keeps its descriptor
+  // reads zeros) and takes the pool's pages back before any later lease borrows them.
   lease.registration.reset();
-  lease.memory.reset();
-  pool_.take_back(lease.offset, lease.size);
+  lease_worker_->retire(std::move(lease.memory), lease.offset, lease.size);
   extents_.release(lease.offset, lease.size);
   EMP_INFO("vmd", "lease %llx (%llu MiB) %s; freed", static_cast<unsigned long long>(id),
            static_cast<unsigned long long>(lease.size >> 20), why);

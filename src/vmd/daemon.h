@@ -4,7 +4,8 @@
 // passed over the local control socket (shm) — and every client's control session.
 //
 // One thread (run()) handles everything on the control plane with poll(): the TCP and
-// local control listeners, each session's non-blocking socket (frames reassembled in a
+// local control listeners, the lease worker's completions (lease memory is made and
+// freed on its own thread, lease_worker.h), each session's non-blocking socket (frames reassembled in a
 // bounded buffer and validated by protocol.h before use), the verbs connection-manager
 // queue, the metrics listener, a signalfd (SIGTERM/SIGINT) and timers (authentication
 // deadlines, idle sessions, lease grace periods). The data servers' threads are the
@@ -30,6 +31,7 @@
 #include "net/protocol.h"
 #include "vmd/config.h"
 #include "vmd/lease_memory.h"
+#include "vmd/lease_worker.h"
 #include "vmd/pool_memory.h"
 #include "vmd/socket_server.h"
 
@@ -84,6 +86,7 @@ class Daemon {
     UniqueFd fd;
     std::string peer;
     bool local = false;  // came through the local control socket (may take shm leases)
+    uint64_t pending_lease = 0;  // a lease whose memory the worker is making
     SessionState state = SessionState::kAwaitAuth;
     uint8_t server_nonce[net::protocol::kNonceBytes] = {};
     std::vector<uint8_t> input;
@@ -99,6 +102,9 @@ class Daemon {
   bool handle_frame(Session& session, const net::protocol::FrameHeader& header, std::span<const uint8_t> payload);
   bool handle_auth(Session& session, const net::protocol::Auth& auth, uint32_t sequence);
   bool handle_lease(Session& session, const net::protocol::LeaseRequest& request, uint32_t sequence);
+  // Grants (or resumes) `lease` to `session`: ticket, data-plane access, the reply.
+  bool grant_lease(Session& session, Lease& lease, bool resumed, uint32_t sequence);
+  void finish_leases();  // the lease worker's completed creations
   // Error reply, then the session closes (returns false) / stays open (returns true).
   bool reject(Session& session, int code, const std::string& text, uint32_t sequence = 0);
   bool refuse(Session& session, int code, const std::string& text, uint32_t sequence);
@@ -116,6 +122,7 @@ class Daemon {
   std::string key_;
   PoolMemory pool_;
   ExtentAllocator extents_;
+  std::unique_ptr<LeaseWorker> lease_worker_;  // after pool_: it uses the pool
   std::unique_ptr<SocketServer> socket_server_;
   std::unique_ptr<net::Exporter> exporter_;  // verbs only
   UniqueFd listen_fd_;
@@ -124,6 +131,12 @@ class Daemon {
   UniqueFd signal_fd_;
   std::map<uint64_t, Session> sessions_;
   std::map<uint64_t, Lease> leases_;
+  struct PendingLease {
+    uint64_t session = 0;
+    uint32_t sequence = 0;
+    Lease lease;
+  };
+  std::map<uint64_t, PendingLease> pending_leases_;  // by lease id, until the worker is done
   uint64_t next_session_ = 1;
   uint64_t next_lease_ = 1;
   uint64_t instance_ = 0;  // random per start: lease ids never repeat across restarts

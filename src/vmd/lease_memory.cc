@@ -10,7 +10,7 @@
 
 namespace emp::vmd {
 
-std::shared_ptr<LeaseMemory> LeaseMemory::create(uint64_t bytes, bool lock) {
+std::shared_ptr<LeaseMemory> LeaseMemory::create(uint64_t bytes) {
   auto fail = [&](const char* what) {
     throw std::system_error(errno, std::generic_category(),
                             std::string(what) + " for a lease of " + std::to_string(bytes >> 20) + " MiB");
@@ -22,14 +22,15 @@ std::shared_ptr<LeaseMemory> LeaseMemory::create(uint64_t bytes, bool lock) {
   if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) fail("ftruncate");
   if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) fail("sealing the memory file");
   if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) fail("allocating");
-  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) fail("mapping");
   memory->base_ = static_cast<std::byte*>(base);
   memory->size_ = bytes;
   ::madvise(base, bytes, MADV_DONTFORK);
-  if (lock) (void)::mlock(base, bytes);  // the pool was locked; a failure here only costs swap-outs
   return memory;
 }
+
+void LeaseMemory::lock() noexcept { (void)::mlock(base_, size_); }  // a failure only allows swap-outs
 
 LeaseMemory::~LeaseMemory() {
   if (!base_) return;

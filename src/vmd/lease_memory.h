@@ -20,9 +20,12 @@ namespace emp::vmd {
 
 class LeaseMemory {
  public:
-  // Creates, fills (the pages are allocated now, not at first access) and maps `bytes`;
-  // locks them when `lock` is set. Throws std::system_error.
-  static std::shared_ptr<LeaseMemory> create(uint64_t bytes, bool lock);
+  // Creates `bytes` of memory file, allocates its pages (now, not at first access) and
+  // maps it (lazily: page tables fill as vmd's data servers touch it). Throws
+  // std::system_error.
+  static std::shared_ptr<LeaseMemory> create(uint64_t bytes);
+  // Maps every page and locks it in RAM (slow: about 0.6 s per GiB here). Best effort.
+  void lock() noexcept;
   ~LeaseMemory();
   LeaseMemory(const LeaseMemory&) = delete;
   LeaseMemory& operator=(const LeaseMemory&) = delete;
