@@ -99,6 +99,52 @@ TEST(RemoteTier, ReadsBackWhatItWroteFromManyThreads) {
   EXPECT_EQ(tier->counters().errors, 0u);
 }
 
+// The case that made libfabric's shm time out ("RMA batch timed out"): full 64-block
+// write-back batches from several threads while both CPUs are busy, with fault-sized
+// reads in between; every batch completes and every byte reads back.
+TEST(RemoteTier, SixtyFourBlockWriteBatchesCompleteUnderLoad) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "64"}));
+  auto tier = net::RemoteTier::connect(remote_spec(vmd->port(), 32), fast_config());
+  constexpr size_t kBlock = 64 << 10, kBatch = 64;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> load;
+  for (int i = 0; i < 2; ++i)
+    load.emplace_back([&] {
+      volatile uint64_t x = 0;
+      while (!stop.load(std::memory_order_relaxed)) x = x + 1;
+    });
+  std::atomic<int> failures{0};
+  std::vector<std::thread> writers;
+  for (unsigned t = 0; t < 2; ++t)
+    writers.emplace_back([&, t] {
+      // Each thread owns half of the tier: 4 MiB batches, rewritten with a new version.
+      for (uint64_t version = 1; version <= 8; ++version) {
+        std::vector<std::vector<uint64_t>> data;
+        std::vector<tier::IoSpan> spans;
+        for (size_t i = 0; i < kBatch; ++i) data.push_back(block_pattern(kBlock, version, t * kBatch + i));
+        for (size_t i = 0; i < kBatch; ++i) spans.push_back({(t * kBatch + i) * kBlock, data[i].data(), kBlock});
+        if (!tier->write_batch(spans).is_ok()) ++failures;
+        std::vector<uint64_t> one(512);
+        for (size_t i = 0; i < kBatch; i += 7) {  // fault-sized reads between batches
+          if (!tier->read((t * kBatch + i) * kBlock, one.data(), 4096).is_ok()) ++failures;
+          for (size_t w = 0; w < one.size(); ++w)
+            if (one[w] != pattern_word((t * kBatch + i) * (kBlock / 8) + w, version)) ++failures;
+        }
+      }
+    });
+  for (auto& thread : writers) thread.join();
+  stop = true;
+  for (auto& thread : load) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::vector<uint64_t> back(kBlock / 8);
+  for (size_t b = 0; b < 2 * kBatch; ++b) {
+    ASSERT_TRUE(tier->read(b * kBlock, back.data(), kBlock).is_ok());
+    ASSERT_TRUE(block_matches(back, 8, b)) << "block " << b;
+  }
+  EXPECT_EQ(tier->health(), tier::TierHealth::kHealthy);
+  EXPECT_EQ(tier->reconnects(), 0u);
+}
+
 TEST(RemoteTier, FewInflightSlotsAndManyThreadsStillCompleteEveryBatch) {
   START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32"}));
   auto config = fast_config();
