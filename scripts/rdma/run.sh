@@ -147,7 +147,7 @@ $TESTS --gtest_color=no
 rc=\$?
 if [ -x $BENCH ]; then
   echo "=== emp-transport-bench over verbs (TCG: absolute times are emulated) ==="
-  $BENCH --providers verbs --device rxe0 --host $GUEST_IP --iterations 200 --depth 8
+  $BENCH --candidates verbs,emp-tcp,emp-shm --device rxe0 --host $GUEST_IP --iterations 200 --depth 8
 fi
 echo "EMP-RDMA-RESULT rc=\$rc"
 poweroff -f
