@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """ctest BenchCompare: bench/compare end to end on a tiny configuration (32 MiB, 50 %
-local, one thread, every workload on local, emp-file, emp-vmd and swap), then checks
-that compare.json and compare.md exist and every run verified; then interrupts a
-second run during a swap run and checks that it tears everything down (swap file,
-cgroup, work directory, its children). Exits 77 (ctest SKIP_RETURN_CODE) naming what is
-missing when bench/compare cannot run here (not root, no cgroup memory controller,
-swapon refused, redis not installed, another bench/compare running).
+local, one thread, every workload on local, emp-file, emp-vmd, emp-shm and swap), then
+checks that compare.json and compare.md exist, every run verified and emp-vmd/emp-shm
+runs were given EMP_TRANSPORT tcp/shm; then interrupts a second run during a swap run
+and checks that it tears everything down (swap file, cgroup, work directory, its
+children). Exits 77 (ctest SKIP_RETURN_CODE) naming what is missing when bench/compare
+cannot run here (not root, no cgroup memory controller, swapon refused, redis not
+installed, another bench/compare running).
 
     compare_test.py BUILD_DIR
 """
@@ -20,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMPARE = os.path.join(HERE, "compare")
-SYSTEMS = ["local", "emp-file", "emp-vmd", "swap"]
+SYSTEMS = ["local", "emp-file", "emp-vmd", "emp-shm", "swap"]
 WORKLOADS = ["seq", "rand", "zipf", "sort", "redis"]
 
 
@@ -58,11 +59,16 @@ def tiny_run(build, out):
     if bad:
         fail("runs not verified: " + "; ".join("%s %s: %s %s" % (r["system"], r["workload"], r["status"],
                                                                 r.get("error", "")) for r in bad))
+    transports = {"emp-vmd": "tcp", "emp-shm": "shm"}
+    wrong = [r for r in runs if r["system"] in transports and r.get("emp_transport") != transports[r["system"]]]
+    if wrong:
+        fail("runs on the wrong transport: " + "; ".join("%s %s: %s" % (r["system"], r["workload"],
+                                                                        r.get("emp_transport")) for r in wrong))
     for key in ("nproc", "mem_total_bytes", "kernel", "cpu", "disk"):
         if key not in doc["machine"]:
             fail("machine description lacks " + key)
     table = open(os.path.join(out, "compare.md")).read()
-    for name in SYSTEMS[1:] + ["emp-vmd ÷ swap"]:
+    for name in SYSTEMS[1:] + ["emp-vmd ÷ swap", "emp-shm ÷ swap"]:
         if name not in table:
             fail("compare.md has no column " + name)
     print("ok: %d runs verified; compare.json and compare.md written" % len(runs))
