@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <climits>
 #include <unistd.h>
 
 #include <algorithm>
@@ -138,6 +139,38 @@ bool is_loopback_address(const std::string& address) {
   in_addr v4{};
   if (::inet_pton(AF_INET, address.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
   return false;
+}
+
+size_t transfer_iov(int fd, iovec* iov, size_t count, bool sending, int* error) noexcept {
+  size_t moved = 0;
+  *error = 0;
+  while (count > 0) {
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = std::min<size_t>(count, IOV_MAX);
+    ssize_t n = sending ? ::sendmsg(fd, &message, MSG_NOSIGNAL) : ::recvmsg(fd, &message, MSG_WAITALL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *error = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
+      return moved;
+    }
+    if (n == 0) {
+      *error = ECONNRESET;
+      return moved;
+    }
+    moved += static_cast<size_t>(n);
+    size_t left = static_cast<size_t>(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return moved;
 }
 
 bool is_local_host(const std::string& host) {

@@ -11,6 +11,8 @@
 #include <span>
 #include <string>
 
+#include <sys/uio.h>
+
 #include "common/status.h"
 #include "common/unique_fd.h"
 
@@ -31,6 +33,12 @@ uint16_t local_port(int fd) noexcept;
 std::string peer_address(int fd);
 // True when the address string names a loopback address (127/8, ::1, "localhost").
 bool is_loopback_address(const std::string& address);
+
+// Moves every byte of iov[0..count) — sendmsg when `sending`, else recvmsg with
+// MSG_WAITALL — through partial transfers, blocking (bounded by the socket's
+// timeouts). Returns the bytes moved; when that is short, *error says why (ECONNRESET
+// at end of stream, ETIMEDOUT for a socket timeout). `iov` is consumed.
+size_t transfer_iov(int fd, iovec* iov, size_t count, bool sending, int* error) noexcept;
 
 // True when `host` resolves to an address of this machine: loopback, or an address a
 // socket here can bind to.

@@ -1,7 +1,6 @@
 #include "net/socket_path.h"
 
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,40 +11,6 @@ namespace emp::net {
 namespace {
 
 constexpr size_t kChunk = 64;  // spans per request burst
-
-// Sends or receives every byte of iov[0..count) (advancing through partial transfers).
-// Returns the bytes moved; *error is set when that is short (EOF: ECONNRESET).
-size_t move_all(int fd, iovec* iov, size_t count, bool sending, int* error) noexcept {
-  size_t moved = 0;
-  *error = 0;
-  while (count > 0) {
-    msghdr message{};
-    message.msg_iov = iov;
-    message.msg_iovlen = std::min<size_t>(count, IOV_MAX);
-    ssize_t n = sending ? ::sendmsg(fd, &message, MSG_NOSIGNAL) : ::recvmsg(fd, &message, MSG_WAITALL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      *error = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
-      return moved;
-    }
-    if (n == 0) {
-      *error = ECONNRESET;
-      return moved;
-    }
-    moved += static_cast<size_t>(n);
-    size_t left = static_cast<size_t>(n);
-    while (count > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      ++iov;
-      --count;
-    }
-    if (count > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
-  }
-  return moved;
-}
 
 // Bounded wait for the first reply byte before sleeping in recvmsg: a reply that comes
 // within the spin needs no wake-up of this thread (on these VMs waking an idle vCPU
@@ -137,6 +102,11 @@ Status SocketPath::write(std::span<const tier::IoSpan> spans, Deadline) noexcept
   return status;
 }
 
+Status SocketPath::broken_by(Status why) noexcept {
+  fail(why);
+  return why;
+}
+
 Status SocketPath::run(Connection& connection, std::span<const tier::IoSpan> spans, bool is_read) noexcept {
   const int fd = connection.fd.get();
   for (size_t first = 0; first < spans.size(); first += kChunk) {
@@ -154,19 +124,15 @@ Status SocketPath::run(Connection& connection, std::span<const tier::IoSpan> spa
     int error = 0;
     if (is_read) {
       iovec out{requests, count * sizeof(protocol::DataRequest)};
-      move_all(fd, &out, 1, true, &error);
+      transfer_iov(fd, &out, 1, true, &error);
     } else {
       for (size_t i = 0; i < count; ++i) {
         iov[iov_count++] = {&requests[i], sizeof(protocol::DataRequest)};
         iov[iov_count++] = {spans[first + i].buffer, spans[first + i].length};
       }
-      move_all(fd, iov, iov_count, true, &error);
+      transfer_iov(fd, iov, iov_count, true, &error);
     }
-    if (error) {
-      Status why = Status::error(error, is_read ? "sending read requests to vmd" : "sending a write batch to vmd");
-      fail(why);
-      return why;
-    }
+    if (error) return broken_by(Status::error(error, is_read ? "sending read requests to vmd" : "sending a write batch to vmd"));
     // Replies (and a read's bytes) land where they belong in one receive.
     if (is_read) wait_briefly(fd, read_spin_);
     iov_count = 0;
@@ -174,29 +140,18 @@ Status SocketPath::run(Connection& connection, std::span<const tier::IoSpan> spa
       iov[iov_count++] = {&replies[i], sizeof(protocol::DataReply)};
       if (is_read) iov[iov_count++] = {spans[first + i].buffer, spans[first + i].length};
     }
-    size_t received = move_all(fd, iov, iov_count, false, &error);
+    size_t received = transfer_iov(fd, iov, iov_count, false, &error);
     // Check every complete reply, in order: a refusal is the last thing vmd sent.
     size_t position = 0;
     for (size_t i = 0; i < count; ++i) {
       if (received < position + sizeof(protocol::DataReply)) break;
       const protocol::DataReply& reply = replies[i];
-      if (reply.status != 0) {
-        Status why = Status::error(static_cast<int>(reply.status), "vmd refused a data request");
-        fail(why);
-        return why;
-      }
+      if (reply.status != 0) return broken_by(Status::error(static_cast<int>(reply.status), "vmd refused a data request"));
       position += sizeof(protocol::DataReply) + (is_read ? spans[first + i].length : 0);
-      if (is_read && reply.length != spans[first + i].length) {
-        Status why = Status::error(EPROTO, "vmd sent a reply of the wrong length");
-        fail(why);
-        return why;
-      }
+      if (is_read && reply.length != spans[first + i].length)
+        return broken_by(Status::error(EPROTO, "vmd sent a reply of the wrong length"));
     }
-    if (error) {
-      Status why = Status::error(error, error == ETIMEDOUT ? "vmd did not answer in time" : "receiving from vmd");
-      fail(why);
-      return why;
-    }
+    if (error) return broken_by(Status::error(error, error == ETIMEDOUT ? "vmd did not answer in time" : "receiving from vmd"));
   }
   return Status::ok();
 }

@@ -56,6 +56,7 @@ class SocketPath final : public DataPath {
   SocketPath() = default;
   Connection& take(std::vector<std::unique_ptr<Connection>>& pool, std::atomic<unsigned>& next) noexcept;  // locked
   Status run(Connection& connection, std::span<const tier::IoSpan> spans, bool is_read) noexcept;
+  Status broken_by(Status why) noexcept;  // fails the path (the stream is out of step) and returns why
 
   std::vector<std::unique_ptr<Connection>> readers_;
   std::vector<std::unique_ptr<Connection>> writers_;
