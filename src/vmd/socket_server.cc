@@ -228,10 +228,10 @@ void SocketServer::serve(Connection& connection) noexcept {
         if (!flush()) break;
         proto::DataReply reply{0, request.length};
         iovec iov[2] = {{&reply, sizeof reply}, {base + request.offset, request.length}};
-        LeaseBytesScope lease_bytes;
+        [[maybe_unused]] LeaseBytesScope lease_bytes;
         if (!send_iov(fd, iov, 2)) break;
       } else {
-        LeaseBytesScope lease_bytes;
+        [[maybe_unused]] LeaseBytesScope lease_bytes;
         if (!recv_exact(fd, base + request.offset, request.length)) break;
         pending.push_back({0, 0});
         if (pending.size() >= kMaxPendingReplies && !flush()) break;
