@@ -153,8 +153,6 @@ Status ControlClient::heartbeat(const protocol::Heartbeat& beat) noexcept {
   return Status::ok();
 }
 
-void ControlClient::shutdown_for_testing() noexcept { ::shutdown(fd_.get(), SHUT_RDWR); }
-
 Status ControlClient::release(uint64_t lease_id) noexcept {
   std::lock_guard lock(mu_);
   protocol::FrameHeader header{};

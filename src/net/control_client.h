@@ -62,8 +62,6 @@ class ControlClient {
   Status release(uint64_t lease_id) noexcept;
   // The memory file vmd passed with the last grant (local connections, shm leases).
   UniqueFd take_passed_fd() noexcept;
-  // Test hook: shuts the socket down as a network failure would.
-  void shutdown_for_testing() noexcept;
 
  private:
   ControlClient() = default;

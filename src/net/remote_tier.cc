@@ -318,14 +318,13 @@ void RemoteTier::reconnect() noexcept {
   state_cv_.notify_all();
 }
 
-void RemoteTier::drop_connections_for_testing() {
+void RemoteTier::drop_data_path_for_testing() {
   std::shared_ptr<Link> link;
   {
     std::lock_guard lock(state_mu_);
     link = link_;
-    if (control_) control_->shutdown_for_testing();
   }
-  if (link) link->fail(Status::error(ECONNRESET, "connection dropped (test)"));
+  if (link) link->fail(Status::error(ECONNRESET, "data path dropped (test)"));
 }
 
 std::optional<tier::DonorState> RemoteTier::donor_state() const {

@@ -72,8 +72,9 @@ class RemoteTier final : public tier::Tier {
   uint64_t lease_id() const;
   uint64_t reconnects() const noexcept { return reconnects_.load(); }
   bool data_lost() const noexcept { return data_lost_.load(); }
-  // Test hook: cuts the control and data connections as a network blip would.
-  void drop_connections_for_testing();
+  // Test hook: breaks the data path as a network blip would (the control connection
+  // stays open, so vmd sees no close).
+  void drop_data_path_for_testing();
 
  protected:
   Status read_impl(std::span<const tier::IoSpan> spans) noexcept override;

@@ -34,7 +34,8 @@ EMP memory exporter: donates <MiB> of this node's DRAM to EMP clients over libfa
                        challenge-response, the key never crosses the network)
   --insecure           allow a non-loopback --bind without an auth key
   --metrics ADDR:PORT  serve Prometheus text metrics over HTTP
-  --grace SEC          keep a disconnected client's lease this long so it can
+  --grace SEC          keep the lease of a client whose connection broke (not
+                       closed: a closed one frees its lease) so it can
                        resume it                                               [30]
   --idle-timeout SEC   disconnect a client silent for this long                [60]
   --no-shm             no local control socket: same-host clients use tcp

@@ -216,10 +216,13 @@ void Daemon::read_session(Session& session) {
   uint8_t buffer[4096];
   while (true) {
     ssize_t n = ::recv(session.fd.get(), buffer, sizeof buffer, MSG_DONTWAIT);
-    if (n == 0) return close_session(id, "disconnected");
+    // The client's kernel closed the connection (FIN, or RST when unread data was
+    // left): its process exited, was killed or exec'd. Its lease goes at once.
+    if (n == 0) return close_session(id, "disconnected", SessionEnd::kClientGone);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EINTR) continue;
+      if (errno == ECONNRESET) return close_session(id, "connection reset", SessionEnd::kClientGone);
       return close_session(id, "receive error");
     }
     session.input.insert(session.input.end(), buffer, buffer + n);
@@ -452,7 +455,7 @@ void Daemon::detach_lease(Lease& lease) {
   lease.expires = Clock::now() + config_.grace;
 }
 
-void Daemon::close_session(uint64_t id, const char* why) {
+void Daemon::close_session(uint64_t id, const char* why, SessionEnd end) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session& session = it->second;
@@ -461,7 +464,12 @@ void Daemon::close_session(uint64_t id, const char* why) {
     auto lease = leases_.find(session.lease);
     if (lease != leases_.end() && lease->second.session == id) {
       detach_lease(lease->second);
-      if (config_.grace.count() == 0) free_lease(lease->first, "client gone (no grace period)");
+      if (end == SessionEnd::kClientGone) {
+        ++counters_.leases_released_total;
+        free_lease(lease->first, "released: its client closed the connection");
+      } else if (config_.grace.count() == 0) {
+        free_lease(lease->first, "client gone (no grace period)");
+      }
     }
   }
   disconnect_data(id);

@@ -13,9 +13,10 @@
 // reaches anything but the parser.
 //
 // Leases: one per session, each its own memory file (LeaseMemory) standing in for
-// its extent of the pool; a closed session leaves its lease orphaned for the grace
-// period, during which a client presenting the lease id and resume token re-attaches
-// it (same memory, same key). A released or expired lease loses every data connection
+// its extent of the pool. A session its client closes (process exit, kill, exec)
+// frees its lease at once; one that breaks or goes silent leaves its lease orphaned
+// for the grace period, during which a client presenting the lease id and resume
+// token re-attaches it (same memory, same key). A released or expired lease loses every data connection
 // and registration, and its memory file is freed (a new lease always starts zeroed).
 #pragma once
 
@@ -109,7 +110,11 @@ class Daemon {
   bool reject(Session& session, int code, const std::string& text, uint32_t sequence = 0);
   bool refuse(Session& session, int code, const std::string& text, uint32_t sequence);
   bool send(Session& session, const std::vector<uint8_t>& bytes, int pass_fd = -1);
-  void close_session(uint64_t id, const char* why);
+  // How a session ended: its client closed the connection (the process exited, was
+  // killed or exec'd: the lease is freed at once), or the connection broke or went
+  // silent (the lease is kept for --grace so the client can resume it).
+  enum class SessionEnd { kClientGone, kBroken };
+  void close_session(uint64_t id, const char* why, SessionEnd end = SessionEnd::kBroken);
   void disconnect_data(uint64_t session) noexcept;
   void detach_lease(Lease& lease);
   std::string describe_data_planes() const;

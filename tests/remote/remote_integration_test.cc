@@ -556,7 +556,7 @@ TEST(Failures, NetworkBlipResumesTheSameLease) {
     auto data = block_pattern(65536, 4, i);
     ASSERT_TRUE(tier->write(i * 65536, data.data(), 65536).is_ok());
   }
-  tier->drop_connections_for_testing();
+  tier->drop_data_path_for_testing();
   for (size_t i = 0; i < 32; ++i) {
     std::vector<uint64_t> back(8192);
     Status status = tier->read(i * 65536, back.data(), 65536);
@@ -567,6 +567,42 @@ TEST(Failures, NetworkBlipResumesTheSameLease) {
   EXPECT_EQ(tier->lease_id(), lease);
   EXPECT_FALSE(tier->data_lost());
   EXPECT_EQ(tier->health(), tier::TierHealth::kHealthy);
+}
+
+// A connection that goes silent (vmd's idle timeout ends it; no close from the
+// client) keeps the lease for the grace period, and the client resumes it.
+TEST(Failures, ASilentConnectionKeepsItsLeaseForTheGracePeriod) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "32", "--grace", "30", "--idle-timeout", "1"}));
+  auto config = fast_config();
+  config.heartbeat_interval = 2500ms * time_scale();  // slower than vmd's idle timeout
+  auto tier = net::RemoteTier::connect(remote_spec(vmd->port(), 8), config);
+  uint64_t lease = tier->lease_id();
+  auto data = block_pattern(65536, 11, 0);
+  ASSERT_TRUE(tier->write(0, data.data(), 65536).is_ok());
+  auto deadline = std::chrono::steady_clock::now() + 20s * time_scale();
+  while (tier->reconnects() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  ASSERT_GE(tier->reconnects(), 1u) << vmd->log();
+  EXPECT_EQ(tier->lease_id(), lease);
+  EXPECT_FALSE(tier->data_lost());
+  std::vector<uint64_t> back(8192);
+  ASSERT_TRUE(tier->read(0, back.data(), 65536).is_ok());
+  EXPECT_TRUE(block_matches(back, 11, 0));
+}
+
+// A client whose connection closes (its process exited, was killed or exec'd) frees
+// its lease at once: a donor sized to one lease serves the next client right away.
+TEST(Failures, AClosedConnectionFreesItsLeaseAtOnce) {
+  START_VMD_OR_SKIP(vmd, vmd_args({"-m", "8", "--grace", "300"}));
+  for (int round = 0; round < 3; ++round) {
+    auto control = net::ControlClient::connect({test_host(), vmd->port(), "", 2s * time_scale()});
+    auto grant = control->lease(8 << 20, net::Provider::kTcp, std::nullopt);
+    EXPECT_NE(grant.lease_id, 0u);
+    control.reset();  // closes the connection without a Release, as a killed process does
+    // The next client gets the whole donor (vmd frees the lease before it reads the
+    // next client's request, which comes after the close).
+    auto next = net::RemoteTier::connect(remote_spec(vmd->port(), 8), fast_config());
+    EXPECT_NE(next->lease_id(), grant.lease_id);
+  }
 }
 
 TEST(Failures, VmdRestartedUnderARunningClient) {
