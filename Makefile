@@ -6,13 +6,16 @@ JOBS        ?= $(shell nproc)
 DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev libssl-dev \
                 libgtest-dev libgmock-dev libbenchmark-dev python3 redis-server redis-tools
 BENCH_PACKAGES := python3-matplotlib
+FUZZ_PACKAGES := clang libfuzzer-14-dev
+FUZZ_TARGETS := mem_path options vmd_session data_plane control_client control_request
+FUZZ_SECONDS ?= 60
 
 # Sanitizer run-time settings (used by the asan-ubsan and tsan presets; harmless otherwise).
 export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=7
 export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps configure build test test-unit test-integration test-heavy test-vm test-asan test-tsan demo bench bench-compare clean format test-rdma test-old-kernel
+.PHONY: all deps configure build test test-unit test-integration test-heavy test-vm test-asan test-tsan demo bench bench-compare clean format test-rdma test-old-kernel fuzz
 
 all: build
 
@@ -52,6 +55,14 @@ test-tsan:
 # every probed fast path (scripts/rdma/run.sh engine).
 test-old-kernel: build
 	@scripts/rdma/run.sh $(CURDIR)/$(BUILD_DIR) engine
+
+# libFuzzer on every fuzz target for FUZZ_SECONDS each (clang build in build/fuzz; new
+# inputs go to build/fuzz/corpus, crashes to build/fuzz/artifacts; docs/fuzzing.md).
+fuzz:
+	@scripts/install-deps.sh $(DEB_PACKAGES) $(FUZZ_PACKAGES)
+	@cmake --preset fuzz >/dev/null
+	@cmake --build build/fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # Remote-tier tests over libfabric verbs on soft-RoCE inside a QEMU (TCG) guest.
 test-rdma: build

@@ -60,7 +60,8 @@ const OptionInfo* find_option_by_flag(std::string_view flag);
 
 // Builds Options from an environment (e.g. `environ`): applies every known EMP_*
 // variable, validates, and returns warnings for unknown EMP_* names (each naming the
-// closest known one).
+// closest known one). Throws OptionError (naming the variable) or, for a bad memory
+// path, MemPathError (naming the element); both are std::invalid_argument.
 Options options_from_environment(const char* const* envp, std::vector<std::string>* warnings);
 
 // The closest known EMP_* name to `name` (edit distance), for "did you mean" messages.

@@ -48,19 +48,35 @@ std::unique_ptr<ControlClient> ControlClient::connect(const ControlConfig& confi
     }
     client->peer_ = peer_address(client->fd_.get());
   }
+  client->greet(deadline);
+  return client;
+}
+
+std::unique_ptr<ControlClient> ControlClient::connect_for_testing(UniqueFd fd, const ControlConfig& config) {
+  std::unique_ptr<ControlClient> client(new ControlClient());
+  client->config_ = config;
+  client->fd_ = std::move(fd);
+  client->peer_ = "127.0.0.1";
+  client->greet(deadline_after(config.timeout));
+  return client;
+}
+
+void ControlClient::greet(Deadline deadline) {
+  const ControlConfig& config = config_;
+  const std::string where = this->where();
 
   protocol::FrameHeader header{};
   std::vector<uint8_t> payload;
-  Status status = read_frame(client->fd_.get(), &header, &payload, deadline);
+  Status status = read_frame(fd_.get(), &header, &payload, deadline);
   if (!status) throw ControlError(EPROTO, "vmd at " + where + " did not greet: " + status.to_string());
-  if (header.type == static_cast<uint16_t>(protocol::MessageType::kError)) client->throw_reply_error(header, payload, "Hello");
+  if (header.type == static_cast<uint16_t>(protocol::MessageType::kError)) throw_reply_error(header, payload, "Hello");
   auto hello = protocol::decode<protocol::Hello>(header, payload);
   if (!hello) throw ControlError(EPROTO, "vmd at " + where + " sent no Hello");
   if (hello->min_version > protocol::kVersion || hello->max_version < protocol::kVersion)
     throw ControlError(EPROTO, "vmd at " + where + " speaks protocol versions " + std::to_string(hello->min_version) +
                                    ".." + std::to_string(hello->max_version) + ", this client " +
                                    std::to_string(protocol::kVersion));
-  client->hello_ = *hello;
+  hello_ = *hello;
   const bool required = hello->flags & protocol::kHelloAuthRequired;
   if (required && config.key.empty())
     throw ControlError(EACCES, "vmd at " + where + " requires an auth key (set EMP_AUTH_KEY or EMP_AUTH_KEY_FILE)");
@@ -75,9 +91,9 @@ std::unique_ptr<ControlClient> ControlClient::connect(const ControlConfig& confi
     Mac mac = auth_mac(config.key, kClientLabel, hello->server_nonce, auth.client_nonce);
     std::memcpy(auth.mac, mac.data(), mac.size());
   }
-  status = client->exchange(protocol::encode(auth, ++client->sequence_), &header, &payload, config.timeout);
+  status = exchange(protocol::encode(auth, ++sequence_), &header, &payload, config.timeout);
   if (!status) throw ControlError(status.code(), "vmd at " + where + ": authentication failed: " + status.to_string());
-  if (header.type == static_cast<uint16_t>(protocol::MessageType::kError)) client->throw_reply_error(header, payload, "AuthOk");
+  if (header.type == static_cast<uint16_t>(protocol::MessageType::kError)) throw_reply_error(header, payload, "AuthOk");
   auto ok = protocol::decode<protocol::AuthOk>(header, payload);
   if (!ok) throw ControlError(EPROTO, "vmd at " + where + " answered authentication with an unexpected message");
   if (required) {
@@ -85,7 +101,6 @@ std::unique_ptr<ControlClient> ControlClient::connect(const ControlConfig& confi
     if (!constant_time_equal(expected, ok->mac))
       throw ControlError(EACCES, "vmd at " + where + " failed to prove it knows the auth key");
   }
-  return client;
 }
 
 void ControlClient::throw_reply_error(const protocol::FrameHeader& header, const std::vector<uint8_t>& payload,

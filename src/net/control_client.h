@@ -18,6 +18,7 @@
 #include "common/unique_fd.h"
 #include "net/fabric.h"
 #include "net/protocol.h"
+#include "net/socket.h"
 
 namespace emp::net {
 
@@ -45,6 +46,8 @@ class ControlClient {
   // connection ("cannot connect to vmd at H:P: Connection refused"), EACCES for
   // authentication, EPROTO for a peer that does not speak the protocol.
   static std::unique_ptr<ControlClient> connect(const ControlConfig& config);
+  // Fuzzing and tests: the same handshake over an already-connected stream.
+  static std::unique_ptr<ControlClient> connect_for_testing(UniqueFd fd, const ControlConfig& config);
 
   const protocol::Hello& hello() const noexcept { return hello_; }
   bool offers(Provider provider) const noexcept {
@@ -65,6 +68,7 @@ class ControlClient {
 
  private:
   ControlClient() = default;
+  void greet(Deadline deadline);  // Hello, then the authentication exchange; throws ControlError
   // Sends a request and reads one reply frame (header + payload).
   Status exchange(const std::vector<uint8_t>& request, protocol::FrameHeader* header, std::vector<uint8_t>* payload,
                   std::chrono::milliseconds timeout) noexcept;

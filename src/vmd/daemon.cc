@@ -225,31 +225,68 @@ void Daemon::read_session(Session& session) {
       if (errno == ECONNRESET) return close_session(id, "connection reset", SessionEnd::kClientGone);
       return close_session(id, "receive error");
     }
-    session.input.insert(session.input.end(), buffer, buffer + n);
-    // Parse every complete frame; the buffer never holds more than one frame's bound.
-    while (true) {
-      auto header = proto::peek_header(session.input);
-      if (!header) break;
-      proto::HeaderCheck check = proto::check_header(*header);
-      if (check != proto::HeaderCheck::kOk) {
-        ++counters_.protocol_errors_total;
-        EMP_WARN("vmd", "client %s sent a malformed message (%s); closing", session.peer.c_str(),
-                 proto::to_string(check));
-        reject(session, EPROTO, std::string("malformed message: ") + proto::to_string(check), header->sequence);
-        return close_session(id, "protocol error");
-      }
-      size_t total = sizeof(proto::FrameHeader) + header->length;
-      if (session.input.size() < total) break;
-      std::span<const uint8_t> payload(session.input.data() + sizeof(proto::FrameHeader), header->length);
-      bool keep = handle_frame(session, *header, payload);
-      if (!keep) return close_session(id, "request refused");
-      session.input.erase(session.input.begin(), session.input.begin() + static_cast<ptrdiff_t>(total));
-    }
+    if (!consume(session, {buffer, static_cast<size_t>(n)})) return;
     if (session.input.size() > kMaxInput) {
       ++counters_.protocol_errors_total;
       return close_session(id, "oversized input");
     }
   }
+}
+
+bool Daemon::consume(Session& session, std::span<const uint8_t> bytes) {
+  uint64_t id = session.id;
+  session.input.insert(session.input.end(), bytes.begin(), bytes.end());
+  // Parse every complete frame; the buffer never holds more than one frame's bound.
+  while (true) {
+    auto header = proto::peek_header(session.input);
+    if (!header) break;
+    proto::HeaderCheck check = proto::check_header(*header);
+    if (check != proto::HeaderCheck::kOk) {
+      ++counters_.protocol_errors_total;
+      EMP_WARN("vmd", "client %s sent a malformed message (%s); closing", session.peer.c_str(),
+               proto::to_string(check));
+      reject(session, EPROTO, std::string("malformed message: ") + proto::to_string(check), header->sequence);
+      close_session(id, "protocol error");
+      return false;
+    }
+    size_t total = sizeof(proto::FrameHeader) + header->length;
+    if (session.input.size() < total) break;
+    std::span<const uint8_t> payload(session.input.data() + sizeof(proto::FrameHeader), header->length);
+    bool keep = handle_frame(session, *header, payload);
+    if (!keep) {
+      close_session(id, "request refused");
+      return false;
+    }
+    session.input.erase(session.input.begin(), session.input.begin() + static_cast<ptrdiff_t>(total));
+  }
+  return true;
+}
+
+void Daemon::feed_for_testing(std::span<const uint8_t> bytes, bool local) {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) return;
+  UniqueFd peer(pair[1]);
+  Session session;
+  session.id = next_session_++;
+  session.local = local;
+  session.peer = "fuzz";
+  session.fd = UniqueFd(pair[0]);
+  session.deadline = Clock::now() + kAuthTimeout;
+  uint64_t id = session.id;
+  Session& held = sessions_.emplace(id, std::move(session)).first->second;
+  // Replies go to `peer`, which is drained after each step so no send can block.
+  uint8_t sink[4096];
+  auto drain = [&] {
+    while (::recv(peer.get(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
+    }
+  };
+  for (size_t at = 0; at < bytes.size() && sessions_.count(id); at += 512) {
+    if (!consume(held, bytes.subspan(at, std::min<size_t>(512, bytes.size() - at)))) break;
+    drain();
+  }
+  finish_leases();
+  drain();
+  close_session(id, "fuzz input done", SessionEnd::kClientGone);
 }
 
 bool Daemon::handle_frame(Session& session, const proto::FrameHeader& header, std::span<const uint8_t> payload) {

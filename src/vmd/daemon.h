@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,9 @@ class Daemon {
   // Serves until SIGTERM/SIGINT. Returns the exit code.
   int run();
   uint16_t control_port() const noexcept;
+  // Fuzzing and tests: runs `bytes` through a fresh authenticated-or-not session as if
+  // a client had sent them (replies are discarded), then closes that session.
+  void feed_for_testing(std::span<const uint8_t> bytes, bool local = false);
 
  private:
   struct Lease {
@@ -99,6 +103,9 @@ class Daemon {
   uint16_t providers_for(const Session& session) const noexcept;
   void serve_metrics();
   void read_session(Session& session);
+  // Appends received bytes and handles every complete frame; false when the session
+  // was closed (protocol error or refusal).
+  bool consume(Session& session, std::span<const uint8_t> bytes);
   // Handles one complete frame; returns false when the session must close.
   bool handle_frame(Session& session, const net::protocol::FrameHeader& header, std::span<const uint8_t> payload);
   bool handle_auth(Session& session, const net::protocol::Auth& auth, uint32_t sequence);

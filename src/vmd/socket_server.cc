@@ -161,6 +161,12 @@ void SocketServer::accept_loop() noexcept {
   }
 }
 
+void SocketServer::serve_for_testing(UniqueFd fd) noexcept {
+  Connection connection;
+  connection.fd = std::move(fd);
+  serve(connection);
+}
+
 std::shared_ptr<LeaseMemory> SocketServer::admit(Connection& connection) noexcept {
   proto::DataConnect hello{};
   proto::DataAccept answer{proto::kDataMagic, EACCES, 0};

@@ -44,6 +44,9 @@ class SocketServer {
   // Revokes the session's tickets and shuts its connections down.
   void disconnect(uint64_t cookie) noexcept;
   size_t connection_count() const noexcept;
+  // Fuzzing and tests: serves one already-connected stream on the calling thread, as a
+  // data connection, until it ends.
+  void serve_for_testing(UniqueFd fd) noexcept;
   uint64_t rejected_total() const noexcept { return rejected_.load(std::memory_order_relaxed); }
 
  private:
