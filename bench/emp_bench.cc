@@ -319,9 +319,9 @@ int run(const Args& args) {
     try {
       auto specs = parse_tier_list(args.tier);
 #ifdef EMP_HAVE_NET
-      config.pool = tier::Pool::from_specs(specs, net::make_remote_factory(args.options));
+      config.pool = tier::Pool::from_specs(specs, net::make_remote_factory(args.options), args.options.replicas);
 #else
-      config.pool = tier::Pool::from_specs(specs);
+      config.pool = tier::Pool::from_specs(specs, {}, args.options.replicas);
 #endif
     } catch (const std::exception& error) {
       std::fprintf(stderr, "emp-bench: %s\n", error.what());

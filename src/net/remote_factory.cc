@@ -14,10 +14,13 @@ tier::Pool::RemoteFactory make_remote_factory(const Options& options, const Remo
   } else if (!options.auth_key_file.empty()) {
     config.key = read_key_file(options.auth_key_file);
   }
-  return [config](const TierSpec& spec) -> std::unique_ptr<tier::Tier> {
+  const bool mirrored = options.replicas > 1;
+  return [config, mirrored](const TierSpec& spec) -> std::unique_ptr<tier::Tier> {
     if (spec.kind != TierSpec::Kind::kRemote)
       throw std::invalid_argument("memory path element '" + spec.element + "' is not a remote donor");
-    return RemoteTier::connect(spec, config);
+    auto tier = RemoteTier::connect(spec, config);
+    tier->set_fail_fast(mirrored);  // a mirror reads another copy instead of waiting
+    return tier;
   };
 }
 

@@ -196,8 +196,15 @@ Status RemoteTier::run_ops(Link& link, std::span<const tier::IoSpan> spans, bool
   return is_read ? link.path->read(spans, deadline) : link.path->write(spans, deadline);
 }
 
+uint64_t RemoteTier::data_epoch() const noexcept {
+  std::shared_lock lock(loss_mu_);
+  return data_epoch_;
+}
+
 Status RemoteTier::transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept {
-  const Deadline give_up = deadline_after(config_.op_timeout + config_.reconnect_window + config_.connect_timeout);
+  const Deadline give_up = fail_fast_.load(std::memory_order_relaxed)
+                               ? Clock::now()
+                               : deadline_after(config_.op_timeout + config_.reconnect_window + config_.connect_timeout);
   Status last = Status::error(EIO, "remote I/O failed");
   for (int attempt = 0; attempt < 4; ++attempt) {
     if (health() == tier::TierHealth::kLost) return Status::error(EIO, "donor lost (vmd unreachable)");
@@ -216,6 +223,12 @@ Status RemoteTier::transfer(std::span<const tier::IoSpan> spans, bool is_read) n
     }
     if (!link->broken()) return last;
     EMP_INFO("remote", "donor %s: %s; reconnecting", where_.c_str(), last.to_string().c_str());
+    if (fail_fast_.load(std::memory_order_relaxed)) {
+      std::lock_guard lock(state_mu_);
+      reconnect_needed_ = true;
+      state_cv_.notify_all();
+      return last;
+    }
   }
   return last;
 }

@@ -67,6 +67,10 @@ class RemoteTier final : public tier::Tier {
   tier::TierHealth health() const noexcept override { return health_.load(std::memory_order_acquire); }
   std::string describe() const override;
   std::optional<tier::DonorState> donor_state() const override;
+  uint64_t data_epoch() const noexcept override;
+  // As one copy of a mirror: fail at once while the donor is unreachable (the mirror
+  // reads another copy) instead of waiting up to the reconnect window for it.
+  void set_fail_fast(bool fail_fast) noexcept { fail_fast_.store(fail_fast); }
 
   Provider provider() const noexcept { return provider_; }
   uint64_t lease_id() const;
@@ -120,6 +124,7 @@ class RemoteTier final : public tier::Tier {
   bool stopping_ = false;
   std::atomic<tier::TierHealth> health_{tier::TierHealth::kHealthy};
   std::atomic<uint64_t> reconnects_{0};
+  std::atomic<bool> fail_fast_{false};
 
   // Which 4 KiB granules hold data written in the current data epoch (consulted only
   // after a loss).

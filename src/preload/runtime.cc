@@ -139,7 +139,7 @@ Runtime* Runtime::start(char** envp) {
     core::EngineConfig config;
     config.options = options;
     bool dram_auto = mem_path.dram_auto || !mem_path.dram_bytes;
-    config.pool = tier::Pool::from_specs(mem_path.tiers, load_remote_factory(options, mem_path));
+    config.pool = tier::Pool::from_specs(mem_path.tiers, load_remote_factory(options, mem_path), options.replicas);
     uint64_t pool_capacity = config.pool->capacity();
     config.budget_bytes = dram_auto ? control::DramAutoController::initial_budget({}, options.block_size, pool_capacity)
                                     : *mem_path.dram_bytes;

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "tier/file_tier.h"
+#include "tier/mirrored_tier.h"
 
 namespace emp::tier {
 
@@ -24,7 +25,12 @@ Pool::Pool(std::vector<std::unique_ptr<Tier>> tiers, size_t read_only) {
   }
 }
 
-std::unique_ptr<Pool> Pool::from_specs(const std::vector<TierSpec>& specs, const RemoteFactory& remote) {
+std::unique_ptr<Pool> Pool::from_specs(const std::vector<TierSpec>& specs, const RemoteFactory& remote,
+                                       unsigned replicas) {
+  if (replicas > 1 && specs.size() % replicas != 0)
+    throw std::invalid_argument("EMP_REPLICAS=" + std::to_string(replicas) +
+                                " mirrors the second-tier elements in groups of " + std::to_string(replicas) +
+                                " (in memory-path order); the memory path has " + std::to_string(specs.size()));
   std::vector<std::unique_ptr<Tier>> tiers;
   for (const TierSpec& spec : specs) {
     if (spec.kind != TierSpec::Kind::kRemote) {
@@ -35,7 +41,14 @@ std::unique_ptr<Pool> Pool::from_specs(const std::vector<TierSpec>& specs, const
       throw std::invalid_argument("memory path element '" + spec.element + "': remote donors are not available here");
     }
   }
-  return std::make_unique<Pool>(std::move(tiers));
+  if (replicas <= 1) return std::make_unique<Pool>(std::move(tiers));
+  std::vector<std::unique_ptr<Tier>> mirrors;
+  for (size_t first = 0; first < tiers.size(); first += replicas) {
+    std::vector<std::unique_ptr<Tier>> copies;
+    for (size_t i = first; i < first + replicas; ++i) copies.push_back(std::move(tiers[i]));
+    mirrors.push_back(MirroredTier::create(std::move(copies)));
+  }
+  return std::make_unique<Pool>(std::move(mirrors));
 }
 
 Status Pool::reserve(uint64_t bytes) noexcept {

@@ -48,7 +48,11 @@ class Pool {
   // Opens a remote element (`<host>:<MiB>:<port>`); supplied by the network layer.
   using RemoteFactory = std::function<std::unique_ptr<Tier>(const TierSpec&)>;
   // Builds tiers from memory-path elements; throws with a message naming the element.
-  static std::unique_ptr<Pool> from_specs(const std::vector<TierSpec>& specs, const RemoteFactory& remote = {});
+  // With `replicas` N > 1 every N consecutive elements become one MirroredTier (each
+  // evicted block then has N copies on distinct elements); the element count must be a
+  // multiple of N.
+  static std::unique_ptr<Pool> from_specs(const std::vector<TierSpec>& specs, const RemoteFactory& remote = {},
+                                          unsigned replicas = 1);
 
   uint64_t capacity() const noexcept { return capacity_; }
   uint64_t reserved() const noexcept { return reserved_.load(std::memory_order_relaxed); }

@@ -75,6 +75,9 @@ class Tier {
   virtual std::string describe() const { return name_; }
   // Set for remote donors only.
   virtual std::optional<DonorState> donor_state() const { return std::nullopt; }
+  // Moves when the tier loses what was written to it (a donor that came back with a
+  // fresh lease); a mirror then rebuilds that copy. 0 for tiers that cannot.
+  virtual uint64_t data_epoch() const noexcept { return 0; }
 
   TierCounters counters() const noexcept;
 

@@ -19,6 +19,7 @@
 #include "testing/patterns.h"
 #include "tier/file_tier.h"
 #include "tier/memory_tier.h"
+#include "tier/mirrored_tier.h"
 #include "vmd_process.h"
 
 namespace emp::testing {
@@ -91,6 +92,13 @@ const std::vector<Backend>& backends() {
       {"file", [](std::string*) { return make_file_tier("/var/tmp"); }},
       // A file in memory: I/O in place on the calling thread, not io_uring.
       {"file_tmpfs", [](std::string*) { return make_file_tier("/dev/shm"); }},
+      // EMP_REPLICAS=2: a mirror of a memory tier and a file.
+      {"mirror", [](std::string*) -> std::unique_ptr<tier::Tier> {
+         std::vector<std::unique_ptr<tier::Tier>> copies;
+         copies.push_back(tier::MemoryTier::create(kCapacity));
+         copies.push_back(make_file_tier("/var/tmp"));
+         return tier::MirroredTier::create(std::move(copies));
+       }},
       {"remote_tcp", [](std::string* skip) { return make_remote(net::Provider::kTcp, skip); }},
       {"remote_shm", [](std::string* skip) { return make_remote(net::Provider::kShm, skip); }},
   };
