@@ -9,13 +9,14 @@ BENCH_PACKAGES := python3-matplotlib
 FUZZ_PACKAGES := clang libfuzzer-14-dev
 FUZZ_TARGETS := mem_path options vmd_session data_plane control_client control_request
 FUZZ_SECONDS ?= 60
+SOAK_MINUTES ?= 30
 
 # Sanitizer run-time settings (used by the asan-ubsan and tsan presets; harmless otherwise).
 export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1 history_size=7
 export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps configure build test test-unit test-integration test-heavy test-vm test-asan test-tsan demo bench bench-compare clean format test-rdma test-old-kernel fuzz
+.PHONY: all deps configure build test test-unit test-integration test-heavy test-vm test-asan test-tsan demo bench bench-compare clean format test-rdma test-old-kernel fuzz soak
 
 all: build
 
@@ -63,6 +64,11 @@ fuzz:
 	@cmake --preset fuzz >/dev/null
 	@cmake --build build/fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 	@scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# One vmd under 4 client slots for SOAK_MINUTES: lease churn, SIGKILLed and frozen
+# (reconnecting) clients; vmd's RSS, descriptors and threads must not grow.
+soak: build
+	@tests/soak/soak.py $(BUILD_DIR)/src/vmd/vmd $(BUILD_DIR)/bench/emp-bench --minutes $(SOAK_MINUTES)
 
 # Remote-tier tests over libfabric verbs on soft-RoCE inside a QEMU (TCG) guest.
 test-rdma: build

@@ -22,6 +22,7 @@
 #include "common/size_parse.h"
 #include "control/dram_auto.h"
 #include "control/json.h"
+#include "tier/mirrored_tier.h"
 #include "control/socket_location.h"
 #include "core/engine.h"
 
@@ -80,6 +81,7 @@ std::string_view trim(std::string_view text) {
 
 const char* tier_kind(const tier::Tier& tier) {
   if (tier.donor_state()) return "remote";
+  if (dynamic_cast<const tier::MirroredTier*>(&tier)) return "mirror";
   if (tier.name().rfind("device:", 0) == 0) return "device";
   if (tier.name().rfind("file:", 0) == 0) return "file";
   return "memory";
@@ -415,6 +417,13 @@ std::string ControlServer::donors_reply() {
         .num("read_ops", counters.read_ops)
         .num("write_ops", counters.write_ops)
         .num("errors", counters.errors);
+    if (const auto* mirror = dynamic_cast<const tier::MirroredTier*>(&t)) {
+      item.num("copies", mirror->copy_count())
+          .num("degraded_bytes", mirror->degraded_bytes())
+          .num("rebuilt_bytes", mirror->rebuilt_bytes());
+      for (size_t c = 0; c < mirror->copy_count(); ++c)
+        if (mirror->copy(c).donor_state()) ++remote;
+    }
     if (auto donor = t.donor_state()) {
       ++remote;
       item.str("provider", donor->provider)

@@ -63,6 +63,8 @@ class ControlClient {
   protocol::LeaseGrant lease(uint64_t size, Provider provider, const std::optional<ResumeTicket>& resume);
   Status heartbeat(const protocol::Heartbeat& beat) noexcept;
   Status release(uint64_t lease_id) noexcept;
+  // In a forked child: closes this process's copy of the connection (no traffic).
+  void abandon() noexcept { fd_.reset(); }
   // The memory file vmd passed with the last grant (local connections, shm leases).
   UniqueFd take_passed_fd() noexcept;
 

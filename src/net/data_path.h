@@ -27,6 +27,8 @@ class DataPath {
   virtual bool broken() const noexcept = 0;
   // Breaks the path (idempotent) and wakes every call waiting on it.
   virtual void fail(Status why) noexcept = 0;
+  // In a forked child: closes this process's copies of the path's descriptors.
+  virtual void abandon() noexcept {}
 };
 
 }  // namespace emp::net

@@ -82,7 +82,19 @@ void RemoteTier::establish() {
     options.service = std::to_string(spec_.port);
     fabric_ = std::make_unique<FabricBuffers>(Domain::open(options));
   }
-  auto grant = control->lease(spec_.size_bytes, provider_, std::nullopt);
+  protocol::LeaseGrant grant;
+  try {
+    grant = control->lease(spec_.size_bytes, provider_, std::nullopt);
+  } catch (const ControlError& error) {
+    if (error.code != ENOSPC) throw;
+    // The donor is full right now (often: this program's parent holds it). Most
+    // programs never evict: the lease is taken when this one first writes to the donor.
+    EMP_INFO("remote", "donor %s has no room for %llu MiB now (%s); the lease is taken at the first eviction",
+             where_.c_str(), static_cast<unsigned long long>(spec_.size_bytes >> 20), error.what());
+    std::lock_guard lock(state_mu_);
+    control_ = std::move(control);
+    return;
+  }
   auto link = make_link(*control, grant);
   std::lock_guard lock(state_mu_);
   adopt_lease_locked(grant, std::move(link), std::move(control));
@@ -91,8 +103,30 @@ void RemoteTier::establish() {
            to_string(provider_));
 }
 
+Status RemoteTier::take_deferred_lease() noexcept {
+  std::lock_guard lock(state_mu_);
+  if (leased_.load(std::memory_order_acquire)) return Status::ok();
+  if (!control_) return Status::error(EIO, "donor unreachable");
+  try {
+    auto grant = control_->lease(spec_.size_bytes, provider_, std::nullopt);
+    auto link = make_link(*control_, grant);
+    adopt_lease_locked(grant, std::move(link), std::move(control_));
+    EMP_INFO("remote", "donor %s: lease %llx of %llu MiB over %s (taken at the first eviction)", where_.c_str(),
+             static_cast<unsigned long long>(grant.lease_id), static_cast<unsigned long long>(spec_.size_bytes >> 20),
+             to_string(provider_));
+    return Status::ok();
+  } catch (const ControlError& error) {
+    EMP_ERROR_LIMITED("remote", "donor %s: %s", where_.c_str(), error.what());
+    return Status::error(error.code == ENOSPC ? ENOSPC : EIO, "the donor has no lease for this process");
+  } catch (const std::exception& error) {
+    EMP_ERROR_LIMITED("remote", "donor %s: %s", where_.c_str(), error.what());
+    return Status::error(EIO, "cannot lease memory on the donor");
+  }
+}
+
 void RemoteTier::adopt_lease_locked(const protocol::LeaseGrant& grant, std::shared_ptr<Link> link,
                                     std::unique_ptr<ControlClient> control) {
+  leased_.store(true, std::memory_order_release);
   resume_.lease_id = grant.lease_id;
   std::memcpy(resume_.token, grant.resume_token, sizeof resume_.token);
   link_ = std::move(link);
@@ -132,7 +166,7 @@ RemoteTier::~RemoteTier() {
   state_cv_.notify_all();
   if (supervisor_.joinable()) supervisor_.join();
   std::lock_guard lock(state_mu_);
-  if (control_ && health() != tier::TierHealth::kLost) {
+  if (control_ && leased_.load() && health() != tier::TierHealth::kLost) {
     Status status = control_->release(resume_.lease_id);
     if (!status) EMP_INFO("remote", "donor %s: releasing the lease: %s", where_.c_str(), status.to_string().c_str());
   }
@@ -196,12 +230,24 @@ Status RemoteTier::run_ops(Link& link, std::span<const tier::IoSpan> spans, bool
   return is_read ? link.path->read(spans, deadline) : link.path->write(spans, deadline);
 }
 
+void RemoteTier::abandon_in_child() noexcept {
+  // Single-threaded here (the parent's threads do not exist in the child) and their
+  // locks may be held: touch the objects without locking.
+  if (control_) control_->abandon();
+  if (link_) link_->path->abandon();
+}
+
 uint64_t RemoteTier::data_epoch() const noexcept {
   std::shared_lock lock(loss_mu_);
   return data_epoch_;
 }
 
 Status RemoteTier::transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept {
+  if (!leased_.load(std::memory_order_acquire)) {
+    if (is_read) return Status::error(EIO, "nothing was written to this donor");
+    Status leased = take_deferred_lease();
+    if (!leased) return leased;
+  }
   const Deadline give_up = fail_fast_.load(std::memory_order_relaxed)
                                ? Clock::now()
                                : deadline_after(config_.op_timeout + config_.reconnect_window + config_.connect_timeout);
@@ -245,7 +291,7 @@ void RemoteTier::supervise() noexcept {
         state_cv_.wait(lock, [&] { return stopping_; });
         return;
       }
-      need = reconnect_needed_ || !link_ || link_->broken();
+      need = reconnect_needed_ || !control_ || (leased_.load() && (!link_ || link_->broken()));
     }
     if (!need) {
       tier::TierCounters counters = this->counters();
@@ -272,6 +318,28 @@ void RemoteTier::reconnect() noexcept {
   {
     std::lock_guard lock(state_mu_);
     old = link_;
+  }
+  if (!leased_.load(std::memory_order_acquire)) {
+    // No lease yet: only the control connection to restore.
+    const Deadline deadline = deadline_after(config_.reconnect_window);
+    while (Clock::now() < deadline) {
+      try {
+        auto control = ControlClient::connect(control_config());
+        std::lock_guard lock(state_mu_);
+        control_ = std::move(control);
+        reconnect_needed_ = false;
+        return;
+      } catch (const std::exception&) {
+      }
+      std::unique_lock lock(state_mu_);
+      if (state_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; })) return;
+    }
+    health_.store(tier::TierHealth::kLost);
+    EMP_ERROR("remote", "donor %s is lost (unreachable); I/O on it fails from now on", where_.c_str());
+    std::lock_guard lock(state_mu_);
+    reconnect_needed_ = false;
+    state_cv_.notify_all();
+    return;
   }
   if (old) old->fail(Status::error(ECONNRESET, "reconnecting to the donor"));
   if (health() == tier::TierHealth::kHealthy) health_.store(tier::TierHealth::kDegraded);

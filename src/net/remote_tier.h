@@ -11,6 +11,11 @@
 // data Link (path, shared with in-flight calls), and a supervisor thread
 // ("emp-donor") that sends heartbeats and reconnects.
 //
+// Leasing: the lease is taken at start; when the donor is full then (typically: the
+// program's own parent holds it, as a shell running a helper does), the tier keeps its
+// authenticated control connection and asks again at its first write — most such
+// programs never evict.
+//
 // Failure model. A broken channel or control connection triggers a reconnect that
 // resumes the same lease (same memory) within vmd's grace period. If vmd no longer
 // knows the lease (it restarted), the tier takes a fresh lease and records that the
@@ -68,6 +73,7 @@ class RemoteTier final : public tier::Tier {
   std::string describe() const override;
   std::optional<tier::DonorState> donor_state() const override;
   uint64_t data_epoch() const noexcept override;
+  void abandon_in_child() noexcept override;
   // As one copy of a mirror: fail at once while the donor is unreachable (the mirror
   // reads another copy) instead of waiting up to the reconnect window for it.
   void set_fail_fast(bool fail_fast) noexcept { fail_fast_.store(fail_fast); }
@@ -101,6 +107,8 @@ class RemoteTier final : public tier::Tier {
   void adopt_lease_locked(const protocol::LeaseGrant& grant, std::shared_ptr<Link> link,
                           std::unique_ptr<ControlClient> control);
   Status transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept;
+  // The lease a full donor could not give at start, asked for at the first write.
+  Status take_deferred_lease() noexcept;
   Status run_ops(Link& link, std::span<const tier::IoSpan> spans, bool is_read) noexcept;
   std::shared_ptr<Link> wait_for_link(Deadline deadline) noexcept;
   bool readable(std::span<const tier::IoSpan> spans) const noexcept;
@@ -125,6 +133,7 @@ class RemoteTier final : public tier::Tier {
   std::atomic<tier::TierHealth> health_{tier::TierHealth::kHealthy};
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<bool> fail_fast_{false};
+  std::atomic<bool> leased_{false};  // false while the donor was full at start (deferred lease)
 
   // Which 4 KiB granules hold data written in the current data epoch (consulted only
   // after a loss).

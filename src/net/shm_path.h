@@ -21,6 +21,10 @@ class ShmPath final : public DataPath {
   Status write(std::span<const tier::IoSpan> spans, Deadline deadline) noexcept override;
   bool broken() const noexcept override { return broken_.load(std::memory_order_acquire); }
   void fail(Status) noexcept override { broken_.store(true, std::memory_order_release); }
+  void abandon() noexcept override {
+    broken_.store(true, std::memory_order_release);
+    file_.reset();
+  }
 
  private:
   Status transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept;

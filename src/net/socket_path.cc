@@ -74,6 +74,12 @@ void SocketPath::fail(Status why) noexcept {
     for (auto& connection : *pool) ::shutdown(connection->fd.get(), SHUT_RDWR);
 }
 
+void SocketPath::abandon() noexcept {
+  broken_.store(true, std::memory_order_release);
+  for (auto* pool : {&readers_, &writers_})
+    for (auto& connection : *pool) connection->fd.reset();
+}
+
 SocketPath::Connection& SocketPath::take(std::vector<std::unique_ptr<Connection>>& pool,
                                          std::atomic<unsigned>& next) noexcept {
   unsigned start = next.fetch_add(1, std::memory_order_relaxed);

@@ -46,6 +46,7 @@ class SocketPath final : public DataPath {
   Status write(std::span<const tier::IoSpan> spans, Deadline deadline) noexcept override;
   bool broken() const noexcept override { return broken_.load(std::memory_order_acquire); }
   void fail(Status why) noexcept override;
+  void abandon() noexcept override;
   uint64_t lease_bytes() const noexcept { return lease_bytes_; }
 
  private:

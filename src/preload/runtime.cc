@@ -267,6 +267,7 @@ void Runtime::after_fork_in_child() noexcept {
   // reading and writing the second tier through the parent.
   try {
     auto pool = tier::make_child_pool(rt->engine_->pool(), std::move(rt->fork_child_end_));
+    rt->engine_->pool().abandon_in_child();  // the parent's donor connections stay the parent's
     std::unique_ptr<core::Engine> child = rt->engine_->continue_in_child(std::move(pool));
     (void)rt->engine_.release();  // the parent's engine object: its threads are not here
     rt->engine_ = std::move(child);

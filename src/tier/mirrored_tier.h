@@ -41,6 +41,9 @@ class MirroredTier final : public Tier {
   TierHealth health() const noexcept override;
   std::string describe() const override;
   uint64_t data_epoch() const noexcept override { return 0; }  // never loses data while one copy lives
+  void abandon_in_child() noexcept override {
+    for (auto& copy : copies_) copy.tier->abandon_in_child();
+  }
 
   size_t copy_count() const noexcept { return copies_.size(); }
   const Tier& copy(size_t index) const noexcept { return *copies_[index].tier; }

@@ -61,6 +61,10 @@ class Pool {
   const Tier& tier(size_t index) const noexcept { return *tiers_[index].tier; }
 
   Status reserve(uint64_t bytes) noexcept;  // ENOMEM when the pool cannot hold it
+  // In a forked child: Tier::abandon_in_child on every tier of the parent's pool.
+  void abandon_in_child() noexcept {
+    for (auto& entry : tiers_) entry.tier->abandon_in_child();
+  }
   void unreserve(uint64_t bytes) noexcept;
   Result<Slot> allocate(uint64_t bytes) noexcept;
   void release(Slot slot, uint64_t bytes) noexcept;

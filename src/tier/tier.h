@@ -78,6 +78,10 @@ class Tier {
   // Moves when the tier loses what was written to it (a donor that came back with a
   // fresh lease); a mirror then rebuilds that copy. 0 for tiers that cannot.
   virtual uint64_t data_epoch() const noexcept { return 0; }
+  // In a forked child, on the parent's tiers: closes this process's copies of the
+  // parent's connections and files (no traffic, no locks), so they end when the parent
+  // ends them — a child must not keep the parent's lease alive.
+  virtual void abandon_in_child() noexcept {}
 
   TierCounters counters() const noexcept;
 

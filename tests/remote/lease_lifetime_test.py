@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """A lease lives exactly as long as its program: programs under `emp run` on a vmd
 sized to exactly one lease (with a long --grace, so a lease left behind would show):
-two back-to-back runs, `sh -c 'exec true'`, a chain of three execs, and a client
-killed with SIGKILL whose lease must be free again within seconds. Exit 0 on success,
+two back-to-back runs, `sh -c 'exec true'`, a chain of three execs, a helper child
+started while its parent holds the whole donor, `python3 -c 'print(1)'` (often a
+shim that forks helpers and execs), and a client killed with SIGKILL whose lease must
+be free again within seconds. Exit 0 on success,
 77 (skip, with the reason) when vmd cannot start, 1 on failure.
 
 usage: lease_lifetime_test.py VMD EMP
 """
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +45,11 @@ def main():
         run("true")  # right after: the first lease must be gone already
         run("sh", "-c", "exec true")
         run("sh", "-c", "exec sh -c 'exec sh -c \"exec true\"'")
+        # A helper child while the parent holds the whole donor (what a pyenv shim does):
+        # the child's lease waits for its first eviction, which never comes.
+        run("sh", "-c", "x=$(sh -c 'echo helper'); test \"$x\" = helper && exec true")
+        if shutil.which("python3"):
+            run("python3", "-c", "print(1)")
         # SIGKILL: the kernel closes the connection, vmd frees the lease.
         sleeper = subprocess.Popen([emp, "run", "--mem-path", mem_path, "--", "sleep", "60"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

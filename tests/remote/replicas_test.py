@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""EMP_REPLICAS=2 against donor failures: emp-bench runs on two loopback vmds with
+every evicted block on both; mid-run one vmd is killed with SIGKILL (over tcp, and
+over the same-host shared-memory path) or stalled with SIGSTOP; each run must finish
+and verify every byte. Losing both donors must end the run with a clear error, never
+wrong data. Exit 0 on success, 77 (skip) when vmd cannot start, 1 on failure.
+
+usage: replicas_test.py VMD EMP_BENCH
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+
+def start_vmd(path):
+    vmd = subprocess.Popen([path, "-m", "320", "-p", "0"], stderr=subprocess.PIPE, text=True)
+    match = re.search(r"on port (\d+)", vmd.stderr.readline())
+    if not match:
+        vmd.kill()
+        vmd.wait()
+        return None, None
+    subprocess.Popen(["cat"], stdin=vmd.stderr, stdout=subprocess.DEVNULL)  # keep draining its log
+    return vmd, match.group(1)
+
+
+def stop(vmd):
+    if vmd.poll() is None:
+        vmd.send_signal(signal.SIGCONT)
+        vmd.send_signal(signal.SIGTERM)
+        try:
+            vmd.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            vmd.kill()
+            vmd.wait()
+
+
+def run_case(vmd_path, bench, name, transport, action, both=False):
+    a, port_a = start_vmd(vmd_path)
+    b, port_b = start_vmd(vmd_path)
+    if not a or not b:
+        for v in (a, b):
+            if v:
+                stop(v)
+        return None
+    env = dict(os.environ, EMP_REPLICAS="2", EMP_TRANSPORT=transport)
+    command = [bench, "--tier", f"127.0.0.1:256:{port_a}|127.0.0.1:256:{port_b}", "--working-set", "192M",
+               "--local", "25%", "--pattern", "rand", "--block-size", "4K", "--subblock-size", "4K",
+               "--duration", "6", "--no-baseline"]
+    started = time.monotonic()
+    client = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Strike once the measured phase runs (emp-bench says so on stderr): data is evicted.
+    while client.poll() is None:
+        line = client.stderr.readline()
+        if "running" in line or not line:
+            break
+    time.sleep(1.5)  # into the measured phase, with evictions on both copies
+    for vmd in ([a, b] if both else [a]):
+        vmd.send_signal(action)
+    try:
+        out, err = client.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        client.kill()
+        out, err = client.communicate()
+        err += "\n(timed out)"
+    took = time.monotonic() - started
+    for vmd in (a, b):
+        stop(vmd)
+    verified = '"verified":true' in out
+    print(f"{name}: exit {client.returncode}, verified {verified}, {took:.1f} s")
+    if both:
+        if client.returncode == 0 or verified:
+            return f"{name}: the run went on with both donors lost"
+        if "lost" not in err and "second tier" not in err:
+            return f"{name}: no clear error naming the loss: {err.strip()[-300:]}"
+        return ""
+    if client.returncode != 0 or not verified:
+        return f"{name}: exit {client.returncode}: {err.strip()[-400:]}"
+    return ""
+
+
+def main():
+    vmd_path, bench = sys.argv[1], sys.argv[2]
+    failures = []
+    cases = [("SIGKILL one of two donors (tcp)", "tcp", signal.SIGKILL, False),
+             ("SIGKILL one of two donors (shm)", "shm", signal.SIGKILL, False),
+             ("SIGSTOP one of two donors (tcp)", "tcp", signal.SIGSTOP, False),
+             ("SIGKILL both donors (tcp)", "tcp", signal.SIGKILL, True)]
+    for name, transport, action, both in cases:
+        result = run_case(vmd_path, bench, name, transport, action, both)
+        if result is None:
+            print("SKIP: vmd did not start")
+            return 77
+        if result:
+            failures.append(result)
+    for failure in failures:
+        print("FAIL:", failure)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
