@@ -245,8 +245,11 @@ void SocketServer::serve(Connection& connection) noexcept {
     }
   }
   {
+    // Closed now, not when the entry is reaped at the next accept: a quiet vmd must not
+    // hold the descriptors of connections that ended.
     std::lock_guard lock(mu_);
     ::shutdown(fd, SHUT_RDWR);
+    connection.fd.reset();
   }
   memory.reset();
   connection.done.store(true, std::memory_order_release);

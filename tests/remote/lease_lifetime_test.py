@@ -10,24 +10,23 @@ be free again within seconds. Exit 0 on success,
 usage: lease_lifetime_test.py VMD EMP
 """
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+import vmd as vmd_process  # noqa: E402  (tests/testing/vmd.py)
+
 
 def main():
     vmd_path, emp = sys.argv[1], sys.argv[2]
-    vmd = subprocess.Popen([vmd_path, "-m", "64", "-p", "0", "--grace", "300"], stderr=subprocess.PIPE, text=True)
-    match = re.search(r"on port (\d+)", vmd.stderr.readline())
-    if not match:
-        vmd.kill()
-        vmd.wait()
+    vmd = vmd_process.start(vmd_path, "-m", "64", "--grace", "300")
+    if not vmd:
         print("SKIP: vmd did not start")
         return 77
-    port = match.group(1)
+    port = vmd.port
     mem_path = f"dram:16|127.0.0.1:64:{port}"
     failures = []
 
@@ -78,13 +77,7 @@ def main():
         if vmd.poll() is not None:
             failures.append(f"vmd exited with {vmd.returncode}")
     finally:
-        if vmd.poll() is None:
-            vmd.send_signal(signal.SIGTERM)
-            try:
-                vmd.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                vmd.kill()
-                vmd.wait()
+        vmd_process.stop(vmd)
     for failure in failures:
         print("FAIL:", failure)
     return 1 if failures else 0

@@ -12,11 +12,12 @@ usage: many_clients_test.py VMD EMP_BENCH [--clients N] [--size MiB] [--seconds 
 import argparse
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+import vmd as vmd_process  # noqa: E402  (tests/testing/vmd.py)
 
 
 def cpu_seconds(pid):
@@ -36,16 +37,11 @@ def main():
     args = parser.parse_args()
 
     pool = args.clients * args.size + 64
-    vmd = subprocess.Popen([args.vmd, "-m", str(pool), "-p", "0", "-c", str(args.clients + 4)],
-                           stderr=subprocess.PIPE, text=True)
-    line = vmd.stderr.readline()
-    match = re.search(r"on port (\d+)", line)
-    if not match:
-        vmd.kill()
-        vmd.wait()
-        print(f"SKIP: vmd did not start: {line.strip()}")
+    vmd = vmd_process.start(args.vmd, "-m", str(pool), "-c", str(args.clients + 4))
+    if not vmd:
+        print("SKIP: vmd did not start")
         return 77
-    port = match.group(1)
+    port = vmd.port
     print(f"vmd pid {vmd.pid}, {pool} MiB, port {port}", flush=True)
     failures = []
     try:
@@ -100,13 +96,7 @@ def main():
             if idle > 0.1:
                 failures.append(f"vmd used {idle:.2f} s of CPU in 2 s without clients (busy polling?)")
     finally:
-        if vmd.poll() is None:
-            vmd.send_signal(signal.SIGTERM)
-            try:
-                vmd.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                vmd.kill()
-                vmd.wait()
+        vmd_process.stop(vmd)
     for failure in failures:
         print("FAIL:", failure)
     return 1 if failures else 0

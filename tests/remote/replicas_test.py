@@ -8,43 +8,23 @@ wrong data. Exit 0 on success, 77 (skip) when vmd cannot start, 1 on failure.
 usage: replicas_test.py VMD EMP_BENCH
 """
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 
-
-def start_vmd(path):
-    vmd = subprocess.Popen([path, "-m", "320", "-p", "0"], stderr=subprocess.PIPE, text=True)
-    match = re.search(r"on port (\d+)", vmd.stderr.readline())
-    if not match:
-        vmd.kill()
-        vmd.wait()
-        return None, None
-    subprocess.Popen(["cat"], stdin=vmd.stderr, stdout=subprocess.DEVNULL)  # keep draining its log
-    return vmd, match.group(1)
-
-
-def stop(vmd):
-    if vmd.poll() is None:
-        vmd.send_signal(signal.SIGCONT)
-        vmd.send_signal(signal.SIGTERM)
-        try:
-            vmd.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            vmd.kill()
-            vmd.wait()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+import vmd as vmd_process  # noqa: E402  (tests/testing/vmd.py)
 
 
 def run_case(vmd_path, bench, name, transport, action, both=False):
-    a, port_a = start_vmd(vmd_path)
-    b, port_b = start_vmd(vmd_path)
+    a = vmd_process.start(vmd_path, "-m", "320")
+    b = vmd_process.start(vmd_path, "-m", "320")
     if not a or not b:
-        for v in (a, b):
-            if v:
-                stop(v)
+        vmd_process.stop(a)
+        vmd_process.stop(b)
         return None
+    port_a, port_b = a.port, b.port
     env = dict(os.environ, EMP_REPLICAS="2", EMP_TRANSPORT=transport)
     command = [bench, "--tier", f"127.0.0.1:256:{port_a}|127.0.0.1:256:{port_b}", "--working-set", "192M",
                "--local", "25%", "--pattern", "rand", "--block-size", "4K", "--subblock-size", "4K",
@@ -67,7 +47,7 @@ def run_case(vmd_path, bench, name, transport, action, both=False):
         err += "\n(timed out)"
     took = time.monotonic() - started
     for vmd in (a, b):
-        stop(vmd)
+        vmd_process.stop(vmd)
     verified = '"verified":true' in out
     print(f"{name}: exit {client.returncode}, verified {verified}, {took:.1f} s")
     if both:

@@ -19,6 +19,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
+import vmd as vmd_process  # noqa: E402  (tests/testing/vmd.py)
+
 
 def sample(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -35,17 +38,11 @@ def main():
     args = parser.parse_args()
     rng = random.Random(12345)
     pool = args.slots * 256 + 64
-    vmd = subprocess.Popen([args.vmd, "-m", str(pool), "-p", "0", "--grace", "5", "--idle-timeout", "2"],
-                           stderr=subprocess.PIPE, text=True)
-    match = re.search(r"on port (\d+)", vmd.stderr.readline())
-    if not match:
-        vmd.kill()
+    vmd = vmd_process.start(args.vmd, "-m", str(pool), "--grace", "5", "--idle-timeout", "2")
+    if not vmd:
         print("SKIP: vmd did not start")
         return 77
-    port = match.group(1)
-    # vmd's stderr must keep draining: a thread-free way is a file.
-    log = open(f"/tmp/emp-soak-vmd-{os.getpid()}.log", "w")
-    drain = subprocess.Popen(["cat"], stdin=vmd.stderr, stdout=log)
+    port = vmd.port
     idle = sample(vmd.pid)
     print(f"vmd pid {vmd.pid}, {pool} MiB pool, port {port}; idle: RSS {idle[0]} MiB, {idle[1]} fds, {idle[2]} threads",
           flush=True)
@@ -126,16 +123,7 @@ def main():
             if slot and slot["process"].poll() is None:
                 slot["process"].kill()
                 slot["process"].wait()
-        if vmd.poll() is None:
-            vmd.send_signal(signal.SIGTERM)
-            try:
-                vmd.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                vmd.kill()
-                vmd.wait()
-        drain.wait()
-        log.close()
-        os.unlink(log.name)
+        vmd_process.stop(vmd)
     print(f"runs {counts['runs']}, verified {counts['verified']}, killed {counts['killed']}, frozen {counts['frozen']}")
     for failure in failures:
         print("FAIL:", failure)

@@ -1,0 +1,49 @@
+"""Starting and stopping a real vmd from the Python test scripts (tests/remote/*.py,
+tests/soak/soak.py): start() runs it on a free port, learns the port from its first
+line and keeps draining its log (so it never blocks on a full pipe); stop() ends it with
+SIGTERM (SIGKILL after a timeout), thawing a stopped one first."""
+import re
+import signal
+import subprocess
+import threading
+
+
+class Vmd:
+    def __init__(self, process, port):
+        self.process = process
+        self.port = port
+        self.pid = process.pid
+
+    def poll(self):
+        return self.process.poll()
+
+    @property
+    def returncode(self):
+        return self.process.returncode
+
+    def send_signal(self, sig):
+        self.process.send_signal(sig)
+
+
+def start(path, *args):
+    """Returns a Vmd, or None when vmd did not come up."""
+    process = subprocess.Popen([path, "-p", "0", *args], stderr=subprocess.PIPE, text=True)
+    match = re.search(r"on port (\d+)", process.stderr.readline())
+    if not match:
+        process.kill()
+        process.wait()
+        return None
+    threading.Thread(target=lambda: process.stderr.read(), daemon=True).start()
+    return Vmd(process, match.group(1))
+
+
+def stop(vmd):
+    if vmd is None or vmd.process.poll() is not None:
+        return
+    vmd.process.send_signal(signal.SIGCONT)
+    vmd.process.send_signal(signal.SIGTERM)
+    try:
+        vmd.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        vmd.process.kill()
+        vmd.process.wait()
