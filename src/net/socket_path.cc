@@ -92,18 +92,13 @@ SocketPath::Connection& SocketPath::take(std::vector<std::unique_ptr<Connection>
   return chosen;
 }
 
-Status SocketPath::read(std::span<const tier::IoSpan> spans, Deadline) noexcept {
-  if (broken()) return Status::error(ECONNRESET, "data connection broken");
-  Connection& connection = take(readers_, next_reader_);
-  Status status = run(connection, spans, true);
-  connection.mu.unlock();
-  return status;
-}
+Status SocketPath::read(std::span<const tier::IoSpan> spans, Deadline) noexcept { return on_free(spans, true); }
+Status SocketPath::write(std::span<const tier::IoSpan> spans, Deadline) noexcept { return on_free(spans, false); }
 
-Status SocketPath::write(std::span<const tier::IoSpan> spans, Deadline) noexcept {
+Status SocketPath::on_free(std::span<const tier::IoSpan> spans, bool is_read) noexcept {
   if (broken()) return Status::error(ECONNRESET, "data connection broken");
-  Connection& connection = take(writers_, next_writer_);
-  Status status = run(connection, spans, false);
+  Connection& connection = is_read ? take(readers_, next_reader_) : take(writers_, next_writer_);
+  Status status = run(connection, spans, is_read);
   connection.mu.unlock();
   return status;
 }

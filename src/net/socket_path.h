@@ -56,6 +56,8 @@ class SocketPath final : public DataPath {
   };
   SocketPath() = default;
   Connection& take(std::vector<std::unique_ptr<Connection>>& pool, std::atomic<unsigned>& next) noexcept;  // locked
+  // Runs the batch on a free connection of its kind (waiting for one if all are busy).
+  Status on_free(std::span<const tier::IoSpan> spans, bool is_read) noexcept;
   Status run(Connection& connection, std::span<const tier::IoSpan> spans, bool is_read) noexcept;
   Status broken_by(Status why) noexcept;  // fails the path (the stream is out of step) and returns why
 

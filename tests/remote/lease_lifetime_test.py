@@ -78,9 +78,7 @@ def main():
             failures.append(f"vmd exited with {vmd.returncode}")
     finally:
         vmd_process.stop(vmd)
-    for failure in failures:
-        print("FAIL:", failure)
-    return 1 if failures else 0
+    return vmd_process.report(failures)
 
 
 if __name__ == "__main__":

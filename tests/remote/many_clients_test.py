@@ -97,9 +97,7 @@ def main():
                 failures.append(f"vmd used {idle:.2f} s of CPU in 2 s without clients (busy polling?)")
     finally:
         vmd_process.stop(vmd)
-    for failure in failures:
-        print("FAIL:", failure)
-    return 1 if failures else 0
+    return vmd_process.report(failures)
 
 
 if __name__ == "__main__":

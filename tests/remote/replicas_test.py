@@ -75,9 +75,7 @@ def main():
             return 77
         if result:
             failures.append(result)
-    for failure in failures:
-        print("FAIL:", failure)
-    return 1 if failures else 0
+    return vmd_process.report(failures)
 
 
 if __name__ == "__main__":

@@ -125,9 +125,7 @@ def main():
                 slot["process"].wait()
         vmd_process.stop(vmd)
     print(f"runs {counts['runs']}, verified {counts['verified']}, killed {counts['killed']}, frozen {counts['frozen']}")
-    for failure in failures:
-        print("FAIL:", failure)
-    return 1 if failures else 0
+    return vmd_process.report(failures)
 
 
 if __name__ == "__main__":

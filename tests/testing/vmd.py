@@ -47,3 +47,10 @@ def stop(vmd):
     except subprocess.TimeoutExpired:
         vmd.process.kill()
         vmd.process.wait()
+
+
+def report(failures):
+    """Prints each failure; the exit status of a test script (0 = passed)."""
+    for failure in failures:
+        print("FAIL:", failure)
+    return 1 if failures else 0
