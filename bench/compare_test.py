@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """ctest BenchCompare: bench/compare end to end on a tiny configuration (32 MiB, 50 %
 local, one thread, every workload on local, emp-file, emp-vmd, emp-shm and swap), then
-checks that compare.json and compare.md exist, every run verified and emp-vmd/emp-shm
+checks that compare.json and compare.md exist, every run verified (a swap baseline may be OOM-killed) and emp-vmd/emp-shm
 runs were given EMP_TRANSPORT tcp/shm; then interrupts a second run during a swap run
 and checks that it tears everything down (swap file, cgroup, work directory, its
 children). Exits 77 (ctest SKIP_RETURN_CODE) naming what is missing when bench/compare
@@ -55,7 +55,13 @@ def tiny_run(build, out):
     expected = len(WORKLOADS) * len(SYSTEMS)
     if len(runs) != expected:
         fail("%d runs recorded, expected %d" % (len(runs), expected))
-    bad = [r for r in runs if r["status"] != "ok" or not r["verified"] or not r["throughput"]]
+    # The kernel baselines may be ended by their cgroup's OOM killer (compare.md shows
+    # "oom": a result about swap, not a harness failure); every other run must verify.
+    def failed(r):
+        if r["system"] in ("swap", "zswap") and r["status"] == "oom":
+            return False
+        return r["status"] != "ok" or not r["verified"] or not r["throughput"]
+    bad = [r for r in runs if failed(r)]
     if bad:
         fail("runs not verified: " + "; ".join("%s %s: %s %s" % (r["system"], r["workload"], r["status"],
                                                                 r.get("error", "")) for r in bad))
