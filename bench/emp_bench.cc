@@ -316,6 +316,12 @@ int run(const Args& args) {
     core::EngineConfig config;
     config.options = args.options;
     config.budget_bytes = args.local_bytes;
+    // Memory the second tier can no longer return ends the run with the engine's message
+    // and exit status 3 (not abort(): a benchmark's lost donor is a result, not a crash).
+    config.fatal = [](const char* message) {
+      std::fprintf(stderr, "emp-bench: fatal: %s\n", message);
+      std::_Exit(3);
+    };
     try {
       auto specs = parse_tier_list(args.tier);
 #ifdef EMP_HAVE_NET
