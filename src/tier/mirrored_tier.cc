@@ -17,6 +17,11 @@ bool test_bit(const std::atomic<uint64_t>* bits, uint64_t index) noexcept {
   return (bits[index / 64].load(std::memory_order_acquire) >> (index % 64)) & 1;
 }
 
+// The granules [first, end) a span touches.
+std::pair<uint64_t, uint64_t> granules_of(const IoSpan& span) noexcept {
+  return {span.offset / MirroredTier::kGranule, (span.offset + span.length + MirroredTier::kGranule - 1) / MirroredTier::kGranule};
+}
+
 uint64_t now_ns() noexcept {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
@@ -75,7 +80,8 @@ TierHealth MirroredTier::health() const noexcept {
   for (const auto& copy : copies_)
     if (copy.tier->health() != TierHealth::kLost) ++live;
   if (live == 0) return TierHealth::kLost;
-  if (live < copies_.size() || degraded_bytes() > 0) return TierHealth::kDegraded;
+  if (live < copies_.size() || complete_at_.load(std::memory_order_acquire) != losses_.load(std::memory_order_acquire))
+    return TierHealth::kDegraded;
   for (const auto& copy : copies_)
     if (copy.tier->health() != TierHealth::kHealthy) return TierHealth::kDegraded;
   return TierHealth::kHealthy;
@@ -104,37 +110,43 @@ uint64_t MirroredTier::degraded_bytes() const noexcept {
 }
 
 bool MirroredTier::holds(const Copy& copy, std::span<const IoSpan> spans) const noexcept {
-  for (const auto& span : spans)
-    for (uint64_t g = span.offset / kGranule; g < (span.offset + span.length + kGranule - 1) / kGranule; ++g)
+  for (const auto& span : spans) {
+    auto [first, end] = granules_of(span);
+    for (uint64_t g = first; g < end; ++g)
       if (!test_bit(copy.holds.get(), g)) return false;
+  }
   return true;
 }
 
-void MirroredTier::mark_range(Copy& copy, uint64_t first, uint64_t count, bool held) noexcept {
+void MirroredTier::mark_range(std::atomic<uint64_t>* bits, uint64_t first, uint64_t count, bool held) noexcept {
   for (uint64_t g = first; g < first + count && g < granules_; ++g) {
     uint64_t bit = 1ULL << (g % 64);
     if (held) {
-      copy.holds[g / 64].fetch_or(bit, std::memory_order_release);
+      bits[g / 64].fetch_or(bit, std::memory_order_release);
     } else {
-      copy.holds[g / 64].fetch_and(~bit, std::memory_order_release);
+      bits[g / 64].fetch_and(~bit, std::memory_order_release);
     }
   }
 }
 
-void MirroredTier::mark(Copy& copy, std::span<const IoSpan> spans, bool held) noexcept {
+void MirroredTier::mark(std::atomic<uint64_t>* bits, std::span<const IoSpan> spans, bool held) noexcept {
   for (const auto& span : spans) {
-    uint64_t first = span.offset / kGranule;
-    mark_range(copy, first, (span.offset + span.length + kGranule - 1) / kGranule - first, held);
+    auto [first, end] = granules_of(span);
+    mark_range(bits, first, end - first, held);
   }
 }
 
-std::vector<size_t> MirroredTier::stripes_of(std::span<const IoSpan> spans) const {
-  std::vector<size_t> stripes;
+void MirroredTier::lose(Copy& copy, std::span<const IoSpan> spans) noexcept {
+  mark(copy.holds.get(), spans, false);
+  losses_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+uint64_t MirroredTier::stripes_of(std::span<const IoSpan> spans) noexcept {
+  static_assert(kStripes == 64, "one bit per stripe");
+  uint64_t stripes = 0;
   for (const auto& span : spans)
     for (uint64_t at = span.offset / kRebuildChunk; at <= (span.offset + span.length - 1) / kRebuildChunk; ++at)
-      stripes.push_back(at % kStripes);
-  std::sort(stripes.begin(), stripes.end());
-  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+      stripes |= 1ULL << (at % kStripes);
   return stripes;
 }
 
@@ -167,64 +179,62 @@ Status MirroredTier::read_impl(std::span<const IoSpan> spans) noexcept {
 }
 
 Status MirroredTier::write_impl(std::span<const IoSpan> spans) noexcept {
-  std::vector<size_t> stripes;
-  try {
-    stripes = stripes_of(spans);
-  } catch (...) {
-    return Status::error(ENOMEM, "mirror write");
-  }
-  for (size_t stripe : stripes) stripes_[stripe].lock_shared();
+  const uint64_t stripes = stripes_of(spans);  // locked in stripe order
+  for (size_t stripe = 0; stripe < kStripes; ++stripe)
+    if (stripes >> stripe & 1) stripes_[stripe].lock_shared();
   size_t written = 0;
   Status last = Status::error(EIO, "every copy is lost");
   for (auto& copy : copies_) {
     if (copy.tier->health() == TierHealth::kLost) {
-      mark(copy, spans, false);
+      lose(copy, spans);
       continue;
     }
     Status status = copy.tier->write_batch(spans);
-    mark(copy, spans, status.is_ok());
     if (status) {
+      mark(copy.holds.get(), spans, true);
       ++written;
     } else {
+      lose(copy, spans);
       last = status;
       EMP_LOG_LIMITED(::emp::log::Level::kWarn, "mirror", "writing %s failed (%s); the data is kept on the other copies and rebuilt later",
                        copy.tier->name().c_str(), status.to_string().c_str());
     }
   }
-  if (written) {
-    for (const auto& span : spans) {
-      uint64_t first = span.offset / kGranule;
-      for (uint64_t g = first; g < (span.offset + span.length + kGranule - 1) / kGranule; ++g)
-        written_[g / 64].fetch_or(1ULL << (g % 64), std::memory_order_release);
-    }
-  }
-  for (size_t stripe : stripes) stripes_[stripe].unlock_shared();
+  if (written) mark(written_.get(), spans, true);
+  for (size_t stripe = 0; stripe < kStripes; ++stripe)
+    if (stripes >> stripe & 1) stripes_[stripe].unlock_shared();
   return written ? Status::ok() : last;
 }
 
-bool MirroredTier::rebuild_one_chunk() noexcept {
+MirroredTier::RebuildStep MirroredTier::rebuild_one_chunk() noexcept {
   // A copy that lost its data (a restarted donor's fresh lease) holds nothing any more.
   for (auto& copy : copies_) {
     uint64_t epoch = copy.tier->data_epoch();
     if (epoch != copy.seen_epoch) {
       copy.seen_epoch = epoch;
-      mark_range(copy, 0, granules_, false);
+      mark_range(copy.holds.get(), 0, granules_, false);
+      losses_.fetch_add(1, std::memory_order_acq_rel);
       EMP_WARN("mirror", "%s lost its data; rebuilding it from the other copies", copy.tier->name().c_str());
     }
   }
   const uint64_t granules_per_chunk = kRebuildChunk / kGranule;
   const uint64_t chunks = (granules_ + granules_per_chunk - 1) / granules_per_chunk;
+  bool missing = false;  // something is (or may be) missing that this pass could not copy
   for (uint64_t step = 0; step < chunks; ++step) {
     uint64_t chunk = (rebuild_cursor_ + step) % chunks;
     uint64_t first = chunk * granules_per_chunk;
     uint64_t last = std::min(granules_, first + granules_per_chunk);
     for (size_t target = 0; target < copies_.size(); ++target) {
       Copy& to = copies_[target];
-      if (to.tier->health() != TierHealth::kHealthy) continue;  // a donor still reconnecting waits
+      if (to.tier->health() != TierHealth::kHealthy) {  // a donor still reconnecting waits
+        missing = true;
+        continue;
+      }
       // The first granule of this chunk that was written and that `to` lacks.
       uint64_t g = first;
       while (g < last && !(test_bit(written_.get(), g) && !test_bit(to.holds.get(), g))) ++g;
       if (g == last) continue;
+      missing = true;
       uint64_t end = g;
       while (end < last && test_bit(written_.get(), end) && !test_bit(to.holds.get(), end)) ++end;
       std::unique_lock stripe(stripes_[chunk % kStripes]);  // no write of these granules meanwhile
@@ -238,14 +248,14 @@ bool MirroredTier::rebuild_one_chunk() noexcept {
         IoSpan span{g * kGranule, buffer.data(), buffer.size()};
         if (!from.tier->read_batch({&span, 1})) continue;
         if (!to.tier->write_batch({&span, 1})) break;
-        mark_range(to, g, end - g, true);
+        mark_range(to.holds.get(), g, end - g, true);
         rebuilt_bytes_.fetch_add(buffer.size(), std::memory_order_relaxed);
         rebuild_cursor_ = chunk;
-        return true;
+        return RebuildStep::kCopied;
       }
     }
   }
-  return false;
+  return missing ? RebuildStep::kStuck : RebuildStep::kNothingMissing;
 }
 
 void MirroredTier::rebuild_loop() noexcept {
@@ -253,11 +263,15 @@ void MirroredTier::rebuild_loop() noexcept {
   std::unique_lock lock(stop_mu_);
   while (!stopping_) {
     lock.unlock();
-    bool copied = false;
+    const uint64_t losses = losses_.load(std::memory_order_acquire);
+    RebuildStep step = RebuildStep::kStuck;
     try {
-      copied = rebuild_one_chunk();
+      step = rebuild_one_chunk();
     } catch (...) {
     }
+    // A whole pass found every copy complete: healthy again, unless a loss came since.
+    if (step == RebuildStep::kNothingMissing) complete_at_.store(losses, std::memory_order_release);
+    const bool copied = step == RebuildStep::kCopied;
     lock.lock();
     // Throttled: one chunk per kRebuildChunk / kRebuildBytesPerSecond; idle checks
     // every 100 ms.

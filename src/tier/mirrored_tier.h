@@ -65,19 +65,28 @@ class MirroredTier final : public Tier {
   static constexpr size_t kStripes = 64;
 
   MirroredTier(std::vector<std::unique_ptr<Tier>> copies, uint64_t capacity);
+  enum class RebuildStep { kCopied, kNothingMissing, kStuck };
   bool holds(const Copy& copy, std::span<const IoSpan> spans) const noexcept;
-  void mark(Copy& copy, std::span<const IoSpan> spans, bool held) noexcept;
-  void mark_range(Copy& copy, uint64_t first, uint64_t count, bool held) noexcept;
-  // Locks the stripes of `spans` (shared: writes; exclusive: a rebuild chunk).
-  std::vector<size_t> stripes_of(std::span<const IoSpan> spans) const;
+  // Sets or clears the bits of the granules [first, first+count) / of `spans`; clearing
+  // a copy's bit counts as a loss (health() is degraded until a rebuild pass is clean).
+  void mark_range(std::atomic<uint64_t>* bits, uint64_t first, uint64_t count, bool held) noexcept;
+  void mark(std::atomic<uint64_t>* bits, std::span<const IoSpan> spans, bool held) noexcept;
+  void lose(Copy& copy, std::span<const IoSpan> spans) noexcept;
+  // The stripes of `spans`, a bit each (writes lock them shared, a rebuild chunk its
+  // one stripe exclusively).
+  static uint64_t stripes_of(std::span<const IoSpan> spans) noexcept;
   void rebuild_loop() noexcept;
-  bool rebuild_one_chunk() noexcept;  // true if it copied something
+  RebuildStep rebuild_one_chunk() noexcept;
 
   std::vector<Copy> copies_;
   uint64_t granules_ = 0;
   std::unique_ptr<std::atomic<uint64_t>[]> written_;  // a bit per granule ever written
   mutable std::shared_mutex stripes_[kStripes];
   std::atomic<uint64_t> rebuilt_bytes_{0};
+  // Losses so far, and the count at the last rebuild pass that found nothing missing:
+  // health() compares the two instead of scanning the bitmaps on every call.
+  std::atomic<uint64_t> losses_{0};
+  std::atomic<uint64_t> complete_at_{0};
   uint64_t rebuild_cursor_ = 0;  // rebuild thread only
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
