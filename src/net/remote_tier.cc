@@ -82,25 +82,26 @@ void RemoteTier::establish() {
     options.service = std::to_string(spec_.port);
     fabric_ = std::make_unique<FabricBuffers>(Domain::open(options));
   }
-  protocol::LeaseGrant grant;
+  std::lock_guard lock(state_mu_);
+  control_ = std::move(control);
   try {
-    grant = control->lease(spec_.size_bytes, provider_, std::nullopt);
+    lease_locked("");
   } catch (const ControlError& error) {
     if (error.code != ENOSPC) throw;
     // The donor is full right now (often: this program's parent holds it). Most
     // programs never evict: the lease is taken when this one first writes to the donor.
     EMP_INFO("remote", "donor %s has no room for %llu MiB now (%s); the lease is taken at the first eviction",
              where_.c_str(), static_cast<unsigned long long>(spec_.size_bytes >> 20), error.what());
-    std::lock_guard lock(state_mu_);
-    control_ = std::move(control);
-    return;
   }
-  auto link = make_link(*control, grant);
-  std::lock_guard lock(state_mu_);
-  adopt_lease_locked(grant, std::move(link), std::move(control));
-  EMP_INFO("remote", "donor %s: lease %llx of %llu MiB over %s", where_.c_str(),
+}
+
+void RemoteTier::lease_locked(const char* how) {
+  auto grant = control_->lease(spec_.size_bytes, provider_, std::nullopt);
+  auto link = make_link(*control_, grant);
+  adopt_lease_locked(grant, std::move(link), std::move(control_));
+  EMP_INFO("remote", "donor %s: lease %llx of %llu MiB over %s%s", where_.c_str(),
            static_cast<unsigned long long>(grant.lease_id), static_cast<unsigned long long>(spec_.size_bytes >> 20),
-           to_string(provider_));
+           to_string(provider_), how);
 }
 
 Status RemoteTier::take_deferred_lease() noexcept {
@@ -108,12 +109,7 @@ Status RemoteTier::take_deferred_lease() noexcept {
   if (leased_.load(std::memory_order_acquire)) return Status::ok();
   if (!control_) return Status::error(EIO, "donor unreachable");
   try {
-    auto grant = control_->lease(spec_.size_bytes, provider_, std::nullopt);
-    auto link = make_link(*control_, grant);
-    adopt_lease_locked(grant, std::move(link), std::move(control_));
-    EMP_INFO("remote", "donor %s: lease %llx of %llu MiB over %s (taken at the first eviction)", where_.c_str(),
-             static_cast<unsigned long long>(grant.lease_id), static_cast<unsigned long long>(spec_.size_bytes >> 20),
-             to_string(provider_));
+    lease_locked(" (taken at the first eviction)");
     return Status::ok();
   } catch (const ControlError& error) {
     EMP_ERROR_LIMITED("remote", "donor %s: %s", where_.c_str(), error.what());
@@ -319,36 +315,22 @@ void RemoteTier::reconnect() noexcept {
     std::lock_guard lock(state_mu_);
     old = link_;
   }
-  if (!leased_.load(std::memory_order_acquire)) {
-    // No lease yet: only the control connection to restore.
-    const Deadline deadline = deadline_after(config_.reconnect_window);
-    while (Clock::now() < deadline) {
-      try {
-        auto control = ControlClient::connect(control_config());
-        std::lock_guard lock(state_mu_);
-        control_ = std::move(control);
-        reconnect_needed_ = false;
-        return;
-      } catch (const std::exception&) {
-      }
-      std::unique_lock lock(state_mu_);
-      if (state_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; })) return;
-    }
-    health_.store(tier::TierHealth::kLost);
-    EMP_ERROR("remote", "donor %s is lost (unreachable); I/O on it fails from now on", where_.c_str());
-    std::lock_guard lock(state_mu_);
-    reconnect_needed_ = false;
-    state_cv_.notify_all();
-    return;
-  }
+  const bool leased = leased_.load(std::memory_order_acquire);  // else only the control connection to restore
   if (old) old->fail(Status::error(ECONNRESET, "reconnecting to the donor"));
-  if (health() == tier::TierHealth::kHealthy) health_.store(tier::TierHealth::kDegraded);
+  if (leased && health() == tier::TierHealth::kHealthy) health_.store(tier::TierHealth::kDegraded);
   const Deadline deadline = deadline_after(config_.reconnect_window);
   auto backoff = std::chrono::milliseconds(50);
   std::string last_error = "no attempt";
   while (Clock::now() < deadline) {
     try {
       auto control = ControlClient::connect(control_config());
+      if (!leased) {
+        std::lock_guard lock(state_mu_);
+        // A deferred lease taken meanwhile came with its own connection: keep that one.
+        if (!leased_.load(std::memory_order_acquire)) control_ = std::move(control);
+        reconnect_needed_ = false;
+        return;
+      }
       ResumeTicket ticket;
       {
         std::lock_guard lock(state_mu_);

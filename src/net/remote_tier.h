@@ -109,6 +109,9 @@ class RemoteTier final : public tier::Tier {
   Status transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept;
   // The lease a full donor could not give at start, asked for at the first write.
   Status take_deferred_lease() noexcept;
+  // Leases on control_ and attaches its data path (state_mu_ held); `how` ends the log
+  // line. Throws ControlError or std::runtime_error.
+  void lease_locked(const char* how);
   Status run_ops(Link& link, std::span<const tier::IoSpan> spans, bool is_read) noexcept;
   std::shared_ptr<Link> wait_for_link(Deadline deadline) noexcept;
   bool readable(std::span<const tier::IoSpan> spans) const noexcept;
