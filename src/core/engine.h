@@ -77,7 +77,11 @@ class Engine {
   // mprotect took read access away from part of the range: evictions there copy
   // through /proc/self/mem.
   void note_unreadable(const void* start, size_t length) noexcept;
-  // --- fork() (libemp.so's atfork handlers; engine_fork.cc, tier/fork_proxy.h) ---
+  // --- fork() (libemp.so's atfork handlers; engine_fork.cc, tier/fork_watch.h) ---
+  // The second-tier space a forked child may need to write its copy of the memory:
+  // each private region's reservation and, for regions that reserve none (the heap
+  // arena), the blocks in use. Shared memory is not copied.
+  uint64_t fork_copy_bytes() const noexcept;
   // Before fork: waits for every fill and eviction in flight and holds every block, so
   // the child's copy of the block tables is consistent.
   void hold_for_fork() noexcept;
@@ -85,9 +89,9 @@ class Engine {
   // rewritten or freed while it lives); lets go of the blocks.
   void release_after_fork_in_parent() noexcept;
   // In the child: a new engine on the same regions (none of this engine's threads exists
-  // here) with `pool` (tier/fork_proxy.h) as its second tier. Resident blocks stay
+  // here) with `pool` (Pool::continue_in_child) as its second tier. Resident blocks stay
   // resident (as dirty: the kernel dropped their write-protection), evicted ones are read
-  // through the parent. Throws std::system_error when the child cannot start one.
+  // from the parent's slots. Throws std::system_error when the child cannot start one.
   std::unique_ptr<Engine> continue_in_child(std::unique_ptr<tier::Pool> pool);
   // Fallback for a child without an engine: calls `visit(start, length)` for each run
   // of managed memory whose data is not in this process (evicted, or mid-transfer).

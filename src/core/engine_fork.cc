@@ -1,10 +1,25 @@
 // Engine across fork(): hold every block while the kernel copies the process, share the
 // slots that exist at that moment with the child, and in the child start a new engine
-// on the inherited regions (see tier/fork_proxy.h for the child's second tier).
+// on the inherited regions (see tier/fork_watch.h for the child's second tier).
 #include "common/log.h"
 #include "core/engine.h"
 
 namespace emp::core {
+
+uint64_t Engine::fork_copy_bytes() const noexcept {
+  uint64_t bytes = 0;
+  auto regions = regions_.snapshot();
+  for (const auto& region : *regions) {
+    if (region->shared_memory()) continue;
+    if (region->reserved_pool_bytes()) {
+      bytes += region->reserved_pool_bytes();
+      continue;
+    }
+    for (size_t k = 0; k < region->block_count(); ++k)
+      if (!BlockMeta::is_empty(region->block(k).load())) bytes += region->block_range(k).length;
+  }
+  return bytes;
+}
 
 void Engine::hold_for_fork() noexcept {
   maintenance_mutex_.lock();

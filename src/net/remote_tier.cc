@@ -75,13 +75,7 @@ void RemoteTier::establish() {
       provider_ = control->offers(Provider::kVerbs) ? Provider::kVerbs : Provider::kTcp;
     }
   }
-  if (provider_ == Provider::kVerbs) {
-    DomainOptions options;
-    options.provider = provider_;
-    options.node = control->peer();
-    options.service = std::to_string(spec_.port);
-    fabric_ = std::make_unique<FabricBuffers>(Domain::open(options));
-  }
+  if (provider_ == Provider::kVerbs) open_fabric(control->peer());
   std::lock_guard lock(state_mu_);
   control_ = std::move(control);
   try {
@@ -93,6 +87,78 @@ void RemoteTier::establish() {
     EMP_INFO("remote", "donor %s has no room for %llu MiB now (%s); the lease is taken at the first eviction",
              where_.c_str(), static_cast<unsigned long long>(spec_.size_bytes >> 20), error.what());
   }
+}
+
+void RemoteTier::open_fabric(const std::string& peer) {
+  DomainOptions options;
+  options.provider = provider_;
+  options.node = peer;
+  options.service = std::to_string(spec_.port);
+  fabric_ = std::make_unique<FabricBuffers>(Domain::open(options));
+}
+
+struct RemoteTier::DonorPreparation final : tier::Tier::ChildPreparation {
+  std::unique_ptr<ControlClient> control;
+  protocol::LeaseGrant grant{};
+  std::shared_ptr<Link> link;  // null for verbs
+  void abandon() noexcept override {
+    if (link) link->path->abandon();
+    if (control) control->abandon();
+  }
+};
+
+std::unique_ptr<tier::Tier::ChildPreparation> RemoteTier::prepare_child() noexcept {
+  ResumeTicket ticket;
+  {
+    std::lock_guard lock(state_mu_);
+    if (!leased_.load() || health() == tier::TierHealth::kLost) return nullptr;
+    ticket = resume_;
+  }
+  try {
+    auto preparation = std::make_unique<DonorPreparation>();
+    preparation->control = ControlClient::connect(control_config());
+    preparation->grant = preparation->control->lease(spec_.size_bytes, provider_, ticket);
+    if (provider_ != Provider::kVerbs) {  // libfabric's state is not carried across fork
+      preparation->link = make_link(*preparation->control, preparation->grant);
+    }
+    return preparation;
+  } catch (const std::exception& error) {
+    EMP_WARN("remote", "donor %s: cannot attach a forked child to lease %llx before the fork (%s); it attaches by "
+             "itself", where_.c_str(), static_cast<unsigned long long>(ticket.lease_id), error.what());
+    return nullptr;
+  }
+}
+
+std::unique_ptr<tier::Tier> RemoteTier::continue_in_child(std::unique_ptr<ChildPreparation> preparation) {
+  // Single-threaded here; this object is the parent's copy and none of its threads runs.
+  std::unique_ptr<RemoteTier> child(new RemoteTier(spec_, config_));
+  child->provider_ = provider_;
+  child->resume_ = resume_;
+  child->leased_.store(leased_.load());
+  child->fail_fast_.store(fail_fast_.load());
+  child->data_lost_.store(data_lost_.load());
+  child->data_epoch_ = data_epoch_;
+  const size_t words = (capacity() / kGranule + 63) / 64;
+  for (size_t i = 0; i < words; ++i) child->valid_[i].store(valid_[i].load(std::memory_order_relaxed));
+  if (health() == tier::TierHealth::kLost) child->health_.store(tier::TierHealth::kLost);
+  auto* prepared = dynamic_cast<DonorPreparation*>(preparation.get());
+  if (provider_ == Provider::kVerbs)
+    child->open_fabric(prepared && prepared->control ? prepared->control->peer() : spec_.location);
+  if (prepared && prepared->control) {
+    child->control_ = std::move(prepared->control);
+    if (prepared->link) child->link_ = std::move(prepared->link);
+    else child->reconnect_needed_ = true;  // verbs: the supervisor makes the data path
+  } else if (child->leased_.load()) {
+    child->reconnect_needed_ = true;  // attach by resuming the parent's lease
+  }
+  child->supervisor_ = std::thread([raw = child.get()] { raw->supervise(); });
+  return child;
+}
+
+void RemoteTier::forget(uint64_t offset, uint64_t length) noexcept {
+  std::shared_lock lock(loss_mu_);
+  for (uint64_t g = offset / kGranule; g < (offset + length) / kGranule; ++g)
+    valid_[g / 64].fetch_and(~(1ULL << (g % 64)), std::memory_order_relaxed);
 }
 
 void RemoteTier::lease_locked(const char* how) {

@@ -74,6 +74,14 @@ class RemoteTier final : public tier::Tier {
   std::optional<tier::DonorState> donor_state() const override;
   uint64_t data_epoch() const noexcept override;
   void abandon_in_child() noexcept override;
+  // fork(): the parent attaches a control connection of the child's own to the lease
+  // (and, for shm and tcp, the child's data path), so vmd keeps the lease while the
+  // child lives even if the parent exits; the child adopts them and starts its own
+  // supervisor. Without a preparation (the donor was unreachable at the fork, or verbs)
+  // the child attaches by itself, which works while another holder keeps the lease.
+  std::unique_ptr<ChildPreparation> prepare_child() noexcept override;
+  std::unique_ptr<Tier> continue_in_child(std::unique_ptr<ChildPreparation> preparation) override;
+  void forget(uint64_t offset, uint64_t length) noexcept override;
   // As one copy of a mirror: fail at once while the donor is unreachable (the mirror
   // reads another copy) instead of waiting up to the reconnect window for it.
   void set_fail_fast(bool fail_fast) noexcept { fail_fast_.store(fail_fast); }
@@ -99,8 +107,11 @@ class RemoteTier final : public tier::Tier {
     void fail(Status why) noexcept { path->fail(why); }
   };
 
+  struct DonorPreparation;  // prepare_child()'s attachment for the child
+
   RemoteTier(const TierSpec& spec, const RemoteConfig& config);
   void establish();  // first connection; throws
+  void open_fabric(const std::string& peer);  // verbs: the libfabric domain and buffers; throws
   ControlConfig control_config() const;
   std::shared_ptr<Link> make_link(ControlClient& control, const protocol::LeaseGrant& grant);  // throws
   // Publishes a granted lease with its data link and control connection (state_mu_ held).

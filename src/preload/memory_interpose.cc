@@ -1,4 +1,4 @@
-// mmap, munmap, mremap, mprotect, madvise, fallocate and pthread_create of libemp.so.
+// mmap, munmap, mremap, mprotect, madvise, fallocate, pthread_create and fork of libemp.so.
 //
 // An application thread's anonymous private mappings become EMP regions; mimalloc's
 // mappings are carved from the heap arena; everything else (files, shared memory,
@@ -8,7 +8,9 @@
 // managed memory keep EMP's books exact: munmap forgets (and splits) regions, madvise
 // discards, mprotect without read access is noted for the evictor, mremap of a managed
 // range copies into a new managed range. Every entry point is exception-free and sets
-// errno like the kernel.
+// errno like the kernel. fork() first prepares the child's share of the second tier
+// (tier/fork_watch.h) and fails with ENOMEM, as a strict-overcommit kernel would, when
+// the second tier cannot hold the child's copy.
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -346,6 +348,21 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*routin
   int result = real(thread, attr, internal_thread_start, start);
   if (result != 0) __libc_free(start);
   return result;
+}
+
+pid_t fork(void) {
+  using Fn = pid_t (*)();
+  static Fn real = reinterpret_cast<Fn>(dlsym_next("fork"));
+  if (!real) {
+    errno = ENOSYS;
+    return -1;
+  }
+  Runtime* rt = managing_runtime();
+  if (rt && !rt->prepare_fork()) {
+    errno = ENOMEM;
+    return -1;
+  }
+  return real();
 }
 
 }  // extern "C"

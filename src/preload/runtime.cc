@@ -18,7 +18,7 @@
 #include "os/mapping.h"
 #include "os/raw_syscalls.h"
 #include "preload/thread_role.h"
-#include "tier/fork_proxy.h"
+#include "tier/fork_watch.h"
 
 namespace emp::preload {
 namespace {
@@ -139,7 +139,10 @@ Runtime* Runtime::start(char** envp) {
     core::EngineConfig config;
     config.options = options;
     bool dram_auto = mem_path.dram_auto || !mem_path.dram_bytes;
-    config.pool = tier::Pool::from_specs(mem_path.tiers, load_remote_factory(options, mem_path), options.replicas);
+    rt->tier_specs_ = mem_path.tiers;
+    rt->remote_factory_ = load_remote_factory(options, mem_path);
+    rt->replicas_ = options.replicas;
+    config.pool = tier::Pool::from_specs(mem_path.tiers, rt->remote_factory_, options.replicas);
     uint64_t pool_capacity = config.pool->capacity();
     config.budget_bytes = dram_auto ? control::DramAutoController::initial_budget({}, options.block_size, pool_capacity)
                                     : *mem_path.dram_bytes;
@@ -220,20 +223,71 @@ bool Runtime::wiped_on_fork(uintptr_t start, size_t length) const noexcept {
   return false;
 }
 
+namespace {
+thread_local bool t_fork_prepared = false;  // this thread's fork() already made the share
+}  // namespace
+
+std::unique_ptr<tier::ChildShare> Runtime::make_fork_share(bool* refused) noexcept {
+  *refused = false;
+  try {
+    tier::Pool& pool = engine_->pool();
+    auto share = std::make_unique<tier::ChildShare>();
+    share->preparations = pool.prepare_child_tiers();
+    // emp-qemu's children (helpers that exec) never touch the guest RAM: no copy to hold.
+    const uint64_t bytes = guest_ram_bytes_ ? 0 : engine_->fork_copy_bytes();
+    if (Status status = pool.share_with_child(bytes, *share); !status) {
+      *refused = true;
+      EMP_ERROR("preload",
+                "fork() needs %s of second-tier space for the child's copy of the memory beside this process's own "
+                "(%s reserved of %s): %s. Give the memory path more second-tier space, or start the child with "
+                "posix_spawn/vfork (no copy)",
+                format_size(bytes).c_str(), format_size(pool.reserved()).c_str(), format_size(pool.capacity()).c_str(),
+                status.to_string().c_str());
+    }
+    return share;
+  } catch (const std::exception& e) {
+    EMP_ERROR("preload", "fork: %s", e.what());
+    *refused = true;
+    return nullptr;
+  }
+}
+
+bool Runtime::prepare_fork() noexcept {
+  InternalScope scope;
+  fork_mutex_.lock();
+  bool refused = false;
+  fork_share_ = make_fork_share(&refused);
+  if (refused) {
+    if (fork_share_) engine_->pool().end_child(*fork_share_);
+    fork_share_.reset();  // closes the connections prepared for the child
+    fork_mutex_.unlock();
+    return false;
+  }
+  t_fork_prepared = true;
+  return true;
+}
+
 void Runtime::before_fork() noexcept {
   Runtime* rt = runtime();
   if (!rt || !rt->active()) return;
   InternalScope scope;
-  rt->wipe_mutex_.lock();
-  // The child's second tier is served by this process over a socketpair.
-  int fds[2] = {-1, -1};
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-    EMP_ERROR("preload", "fork: socketpair: %s; the child will not read memory evicted before the fork",
-              std::strerror(errno));
+  if (!t_fork_prepared) {
+    // A fork that did not come through fork() (glibc's daemon(), _Fork callers): the
+    // child gets what can be had; without a share it evicts into tiers of its own.
+    rt->fork_mutex_.lock();
+    bool refused = false;
+    rt->fork_share_ = rt->make_fork_share(&refused);
   }
+  t_fork_prepared = false;
+  rt->wipe_mutex_.lock();
+  // The child holds one end for its life (and its children inherit it); the parent's
+  // watch thread learns from the other when the child's share may come back.
+  int fds[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    EMP_ERROR("preload", "fork: socketpair: %s; the child's share of the second tier stays reserved",
+              std::strerror(errno));
   rt->fork_parent_end_ = UniqueFd(fds[0]);
   rt->fork_child_end_ = UniqueFd(fds[1]);
-  rt->fork_child_id_ = rt->engine_->pool().begin_child();
   rt->engine_->hold_for_fork();
   if (rt->arena_) rt->arena_->lock();
 }
@@ -244,16 +298,24 @@ void Runtime::after_fork_in_parent() noexcept {
   InternalScope scope;
   if (rt->arena_) rt->arena_->unlock();
   rt->engine_->release_after_fork_in_parent();
-  rt->fork_child_end_.reset();  // if fork() failed, the proxy sees end-of-file and cleans up
-  try {
-    if (rt->fork_parent_end_.get() < 0) throw std::runtime_error("no socket");
-    tier::start_fork_proxy(rt->engine_->pool(), std::move(rt->fork_parent_end_), rt->fork_child_id_);
-  } catch (const std::exception& e) {
-    EMP_ERROR("preload", "fork: cannot serve the child's second tier (%s)", e.what());
-    rt->fork_parent_end_.reset();
-    rt->engine_->pool().end_child(rt->fork_child_id_);
+  rt->fork_child_end_.reset();  // if fork() failed, the watch sees end-of-file and gives the share back
+  if (rt->fork_share_) {
+    // The child's connections are the child's now: close this process's copies quietly.
+    for (auto& preparation : rt->fork_share_->preparations)
+      if (preparation) preparation->abandon();
+    rt->fork_share_->preparations.clear();
+    if (rt->fork_parent_end_.valid()) {
+      try {
+        tier::start_fork_watch(rt->engine_->pool(), std::move(rt->fork_parent_end_), std::move(rt->fork_share_));
+      } catch (const std::exception& e) {
+        EMP_ERROR("preload", "fork: cannot watch the child (%s); its share of the second tier stays reserved", e.what());
+      }
+    }
+    (void)rt->fork_share_.release();  // without a watch the share is never given back (it may be in use)
   }
+  rt->fork_parent_end_.reset();
   rt->wipe_mutex_.unlock();
+  rt->fork_mutex_.unlock();
 }
 
 void Runtime::after_fork_in_child() noexcept {
@@ -262,12 +324,17 @@ void Runtime::after_fork_in_child() noexcept {
   InternalScope scope;
   if (rt->arena_) rt->arena_->unlock();
   rt->wipe_mutex_.unlock();
+  rt->fork_mutex_.unlock();
   rt->fork_parent_end_.reset();
   // None of the parent's EMP threads exists here: start a new engine on the same regions,
-  // reading and writing the second tier through the parent.
+  // over a pool of the child's own (tier/fork_watch.h).
   try {
-    auto pool = tier::make_child_pool(rt->engine_->pool(), std::move(rt->fork_child_end_));
-    rt->engine_->pool().abandon_in_child();  // the parent's donor connections stay the parent's
+    if (!rt->fork_share_) throw std::runtime_error("no second-tier share was prepared for this process");
+    if (rt->fork_child_end_.valid()) rt->lineage_.push_back(std::move(rt->fork_child_end_));
+    auto own_tiers = tier::Pool::tiers_from_specs(rt->tier_specs_, rt->remote_factory_, rt->replicas_, /*lazy=*/true);
+    auto pool = rt->engine_->pool().continue_in_child(*rt->fork_share_, std::move(own_tiers));
+    (void)rt->fork_share_.release();  // the parent's bookkeeping; nothing to free here
+    rt->engine_->pool().abandon_in_child();  // the parent's connections and rings stay the parent's
     std::unique_ptr<core::Engine> child = rt->engine_->continue_in_child(std::move(pool));
     (void)rt->engine_.release();  // the parent's engine object: its threads are not here
     rt->engine_ = std::move(child);

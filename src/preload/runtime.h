@@ -15,12 +15,14 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "control/control_server.h"
 #include "control/dram_auto.h"
 #include "common/unique_fd.h"
 #include "core/engine.h"
 #include "preload/heap_arena.h"
+#include "tier/pool.h"
 
 namespace emp::preload {
 
@@ -64,6 +66,13 @@ class Runtime {
 
  private:
   Runtime() = default;
+  // fork() itself (libemp.so interposes it): prepares the child's share of the second
+  // tier before the process is copied; false (errno ENOMEM) when it cannot be had.
+ public:
+  bool prepare_fork() noexcept;
+
+ private:
+  std::unique_ptr<tier::ChildShare> make_fork_share(bool* refused) noexcept;
   static void before_fork() noexcept;
   static void after_fork_in_parent() noexcept;
   static void after_fork_in_child() noexcept;
@@ -79,9 +88,16 @@ class Runtime {
   uint64_t guest_ram_bytes_ = 0;
   GuestMemfd guest_memfd_;
   std::atomic<bool> has_guest_memfd_{false};
-  // fork(): the socketpair and pool id of the child being forked (under the fork handlers).
+  // fork() (tier/fork_watch.h). fork_mutex_ is held from the share's preparation to
+  // the end of the fork; the share and socketpair belong to the child being forked.
+  std::mutex fork_mutex_;
+  std::unique_ptr<tier::ChildShare> fork_share_;
   UniqueFd fork_parent_end_, fork_child_end_;
-  uint64_t fork_child_id_ = 0;
+  std::vector<UniqueFd> lineage_;  // in a forked child: its ends of its ancestors' socketpairs
+  // What the pool was made from: a forked child's own tiers (opened at first use).
+  std::vector<TierSpec> tier_specs_;
+  tier::Pool::RemoteFactory remote_factory_;
+  unsigned replicas_ = 1;
   std::mutex wipe_mutex_;
   static constexpr size_t kMaxWipeRanges = 64;
   struct Range {

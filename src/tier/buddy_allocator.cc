@@ -1,12 +1,13 @@
 #include "tier/buddy_allocator.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <stdexcept>
 
 namespace emp::tier {
 
-BuddyAllocator::BuddyAllocator(uint64_t capacity_bytes) {
+BuddyAllocator::BuddyAllocator(uint64_t capacity_bytes, Start start) {
   uint64_t units = capacity_bytes / kUnit;
   if (units >= kNone) throw std::invalid_argument("tier larger than 16 TiB");
   units_ = static_cast<uint32_t>(units);
@@ -19,6 +20,7 @@ BuddyAllocator::BuddyAllocator(uint64_t capacity_bytes) {
   free_order_ = reinterpret_cast<int8_t*>(prev_ + units_);
   std::memset(free_order_, -1, units_);
   for (uint32_t& head : heads_) head = kNone;
+  if (start == Start::kNoneFree) return;
   uint32_t position = 0;
   while (position < units_) {
     int order = kMaxOrder;
@@ -67,6 +69,14 @@ std::optional<uint64_t> BuddyAllocator::allocate(uint64_t bytes) noexcept {
     push(unit + (1U << order), order);
   }
   return static_cast<uint64_t>(unit) * kUnit;
+}
+
+std::optional<BuddyAllocator::Extent> BuddyAllocator::take_up_to(uint64_t bytes) noexcept {
+  for (int order = std::min(order_for(bytes), kMaxOrder); order >= 0; --order) {
+    uint64_t size = kUnit << order;
+    if (auto offset = allocate(size)) return Extent{*offset, size};
+  }
+  return std::nullopt;
 }
 
 void BuddyAllocator::release(uint64_t offset, uint64_t bytes) noexcept {

@@ -17,9 +17,18 @@ class BuddyAllocator {
   static constexpr uint64_t kUnit = 4096;
   static constexpr int kMaxOrder = 9;  // 2 MiB
 
-  explicit BuddyAllocator(uint64_t capacity_bytes);  // throws on mapping failure
+  enum class Start { kAllFree, kNoneFree };
+  // Throws on mapping failure. kNoneFree: nothing is free until release()d (a forked
+  // child's allocator over the space its parent gave it).
+  explicit BuddyAllocator(uint64_t capacity_bytes, Start start = Start::kAllFree);
   // Offset of a free extent of at least `bytes` (rounded up to a power of two).
   std::optional<uint64_t> allocate(uint64_t bytes) noexcept;
+  struct Extent {
+    uint64_t offset;
+    uint64_t bytes;
+  };
+  // The largest free extent no larger than `bytes` rounded up (at most 2 MiB).
+  std::optional<Extent> take_up_to(uint64_t bytes) noexcept;
   void release(uint64_t offset, uint64_t bytes) noexcept;
   uint64_t free_bytes() const noexcept;
   static uint64_t rounded_size(uint64_t bytes) noexcept;

@@ -25,6 +25,7 @@ namespace {
 
 FileTier::FileTier(const TierSpec& spec, UniqueFd fd, bool direct, bool in_memory)
     : Tier(spec.kind == TierSpec::Kind::kDevice ? "device:" + spec.location : "file:" + spec.location, spec.size_bytes),
+      spec_(spec),
       path_(spec.location),
       base_offset_(spec.offset_bytes),
       fd_(std::move(fd)),
@@ -43,6 +44,19 @@ FileTier::FileTier(const TierSpec& spec, UniqueFd fd, bool direct, bool in_memor
 FileTier::~FileTier() {
   for (Ring& ring : rings_)
     if (ring.ready) io_uring_queue_exit(&ring.ring);
+}
+
+std::unique_ptr<Tier> FileTier::continue_in_child(std::unique_ptr<ChildPreparation> /*preparation*/) {
+  UniqueFd fd(::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0));
+  if (!fd.valid()) throw std::system_error(errno, std::generic_category(), "duplicating the descriptor of " + path_);
+  return std::unique_ptr<FileTier>(new FileTier(spec_, std::move(fd), direct_, in_memory_));
+}
+
+void FileTier::abandon_in_child() noexcept {
+  for (Ring& ring : rings_) {
+    if (ring.ready) io_uring_queue_exit(&ring.ring);
+    ring.ready = false;
+  }
 }
 
 std::unique_ptr<FileTier> FileTier::open(const TierSpec& spec) {

@@ -26,6 +26,11 @@ class FileTier final : public Tier {
   ~FileTier() override;
   bool direct_io() const noexcept { return direct_; }
   std::string describe() const override;
+  // The child shares the open file (and with it the region's lock) through a duplicate
+  // descriptor, with rings of its own; abandon_in_child() drops its copies of the
+  // parent's rings.
+  std::unique_ptr<Tier> continue_in_child(std::unique_ptr<ChildPreparation> preparation) override;
+  void abandon_in_child() noexcept override;
 
  protected:
   Status read_impl(std::span<const IoSpan> spans) noexcept override;
@@ -48,6 +53,7 @@ class FileTier final : public Tier {
   // pread/pwrite of [offset, offset + length) of the tier until done (EINTR retried).
   Status transfer_range(char* buffer, size_t length, uint64_t offset, bool is_write, const char* what) noexcept;
 
+  TierSpec spec_;
   std::string path_;
   uint64_t base_offset_;
   UniqueFd fd_;

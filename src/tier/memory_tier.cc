@@ -14,6 +14,10 @@ std::unique_ptr<MemoryTier> MemoryTier::create(uint64_t capacity) {
   return std::unique_ptr<MemoryTier>(new MemoryTier(std::move(*mapping), capacity));
 }
 
+std::unique_ptr<Tier> MemoryTier::continue_in_child(std::unique_ptr<ChildPreparation> /*preparation*/) {
+  return std::unique_ptr<MemoryTier>(new MemoryTier(std::move(storage_), capacity()));
+}
+
 Status MemoryTier::read_impl(std::span<const IoSpan> spans) noexcept {
   for (const IoSpan& span : spans) std::memcpy(span.buffer, storage_.data() + span.offset, span.length);
   return Status::ok();

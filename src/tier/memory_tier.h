@@ -15,6 +15,9 @@ class MemoryTier final : public Tier {
   static std::unique_ptr<MemoryTier> create(uint64_t capacity);  // throws
   // Test hook: the raw bytes behind the tier (e.g. to corrupt a stored block).
   std::byte* raw_data() noexcept { return storage_.data(); }
+  // The child's copy of the memory is its own (fork copied it): the child's tier keeps
+  // that copy.
+  std::unique_ptr<Tier> continue_in_child(std::unique_ptr<ChildPreparation> preparation) override;
 
  protected:
   Status read_impl(std::span<const IoSpan> spans) noexcept override;

@@ -58,6 +58,62 @@ MirroredTier::MirroredTier(std::vector<std::unique_ptr<Tier>> copies, uint64_t c
   for (size_t w = 0; w < words; ++w) written_[w].store(0, std::memory_order_relaxed);
 }
 
+namespace {
+struct MirrorPreparation final : Tier::ChildPreparation {
+  std::vector<std::unique_ptr<Tier::ChildPreparation>> copies;
+  void abandon() noexcept override {
+    for (auto& copy : copies)
+      if (copy) copy->abandon();
+  }
+};
+}  // namespace
+
+std::unique_ptr<Tier::ChildPreparation> MirroredTier::prepare_child() noexcept {
+  try {
+    auto preparation = std::make_unique<MirrorPreparation>();
+    for (auto& copy : copies_) preparation->copies.push_back(copy.tier->prepare_child());
+    return preparation;
+  } catch (...) {
+    return nullptr;  // no memory: each copy reconnects on its own in the child
+  }
+}
+
+std::unique_ptr<Tier> MirroredTier::continue_in_child(std::unique_ptr<ChildPreparation> preparation) {
+  auto* prepared = dynamic_cast<MirrorPreparation*>(preparation.get());
+  std::vector<std::unique_ptr<Tier>> children;
+  for (size_t i = 0; i < copies_.size(); ++i)
+    children.push_back(copies_[i].tier->continue_in_child(
+        prepared && i < prepared->copies.size() ? std::move(prepared->copies[i]) : nullptr));
+  std::unique_ptr<MirroredTier> child(new MirroredTier(std::move(children), capacity()));
+  const size_t words = (granules_ + 63) / 64;
+  for (size_t w = 0; w < words; ++w) {
+    child->written_[w].store(written_[w].load(std::memory_order_relaxed), std::memory_order_relaxed);
+    for (size_t i = 0; i < copies_.size(); ++i)
+      child->copies_[i].holds[w].store(copies_[i].holds[w].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+  for (size_t i = 0; i < copies_.size(); ++i) {
+    child->copies_[i].read_ns.store(copies_[i].read_ns.load());
+    child->copies_[i].seen_epoch = copies_[i].seen_epoch;
+  }
+  child->losses_.store(losses_.load());
+  child->complete_at_.store(complete_at_.load());
+  return child;
+}
+
+void MirroredTier::forget(uint64_t offset, uint64_t length) noexcept {
+  if (length == 0) return;
+  IoSpan span{offset, nullptr, static_cast<size_t>(length)};
+  const uint64_t stripes = stripes_of({&span, 1});
+  for (size_t stripe = 0; stripe < kStripes; ++stripe)
+    if (stripes & (1ULL << stripe)) stripes_[stripe].lock();
+  auto [first, end] = granules_of(span);
+  mark_range(written_.get(), first, end - first, false);
+  for (auto& copy : copies_) mark_range(copy.holds.get(), first, end - first, false);
+  for (size_t stripe = 0; stripe < kStripes; ++stripe)
+    if (stripes & (1ULL << stripe)) stripes_[stripe].unlock();
+  for (auto& copy : copies_) copy.tier->forget(offset, length);
+}
+
 MirroredTier::~MirroredTier() {
   {
     std::lock_guard lock(stop_mu_);

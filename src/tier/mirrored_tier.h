@@ -44,6 +44,13 @@ class MirroredTier final : public Tier {
   void abandon_in_child() noexcept override {
     for (auto& copy : copies_) copy.tier->abandon_in_child();
   }
+  // fork(): each copy prepares and continues; the child's mirror knows what its parent's
+  // knew at the fork. It does not rebuild (its parent rebuilds what was written before
+  // the fork; a copy lost in the child is read from the others).
+  std::unique_ptr<ChildPreparation> prepare_child() noexcept override;
+  std::unique_ptr<Tier> continue_in_child(std::unique_ptr<ChildPreparation> preparation) override;
+  // Also waits for a rebuild chunk in flight there, so none lands after it.
+  void forget(uint64_t offset, uint64_t length) noexcept override;
 
   size_t copy_count() const noexcept { return copies_.size(); }
   const Tier& copy(size_t index) const noexcept { return *copies_[index].tier; }

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "tier/file_tier.h"
+#include "tier/lazy_tier.h"
 #include "tier/mirrored_tier.h"
 
 namespace emp::tier {
@@ -12,43 +13,48 @@ namespace emp::tier {
 static_assert(BuddyAllocator::kUnit % Slot::kOffsetUnit == 0 && Slot::kOffsetUnit % kTierAlignment == 0,
               "slot offsets must be aligned for tier I/O");
 
-Pool::Pool(std::vector<std::unique_ptr<Tier>> tiers, size_t read_only) {
-  if (tiers.size() <= read_only) throw std::invalid_argument("a pool needs at least one second-tier element");
+Pool::Pool(std::vector<std::unique_ptr<Tier>> tiers) {
+  if (tiers.empty()) throw std::invalid_argument("a pool needs at least one second-tier element");
   if (tiers.size() > Slot::kMaxTiers) throw std::invalid_argument("a pool holds at most 255 tiers");
   for (auto& tier : tiers) {
-    std::unique_ptr<BuddyAllocator> allocator;
-    if (tiers_.size() >= read_only) {
-      allocator = std::make_unique<BuddyAllocator>(tier->capacity());
-      capacity_ += allocator->free_bytes();
-    }
-    tiers_.push_back(Member{std::move(tier), std::move(allocator)});
+    auto allocator = std::make_unique<BuddyAllocator>(tier->capacity());
+    capacity_ += allocator->free_bytes();
+    tiers_.push_back(Member{std::move(tier), std::move(allocator), {}, true});
   }
 }
 
 std::unique_ptr<Pool> Pool::from_specs(const std::vector<TierSpec>& specs, const RemoteFactory& remote,
                                        unsigned replicas) {
+  return std::make_unique<Pool>(tiers_from_specs(specs, remote, replicas, /*lazy=*/false));
+}
+
+std::vector<std::unique_ptr<Tier>> Pool::tiers_from_specs(const std::vector<TierSpec>& specs,
+                                                          const RemoteFactory& remote, unsigned replicas, bool lazy) {
   if (replicas > 1 && specs.size() % replicas != 0)
     throw std::invalid_argument("EMP_REPLICAS=" + std::to_string(replicas) +
                                 " mirrors the second-tier elements in groups of " + std::to_string(replicas) +
                                 " (in memory-path order); the memory path has " + std::to_string(specs.size()));
+  auto open = [remote](const TierSpec& spec) -> std::unique_ptr<Tier> {
+    if (spec.kind != TierSpec::Kind::kRemote) return FileTier::open(spec);
+    if (remote) return remote(spec);
+    throw std::invalid_argument("memory path element '" + spec.element + "': remote donors are not available here");
+  };
   std::vector<std::unique_ptr<Tier>> tiers;
   for (const TierSpec& spec : specs) {
-    if (spec.kind != TierSpec::Kind::kRemote) {
-      tiers.push_back(FileTier::open(spec));
-    } else if (remote) {
-      tiers.push_back(remote(spec));
+    if (lazy) {
+      tiers.push_back(std::make_unique<LazyTier>(spec.element, spec.size_bytes, [open, spec] { return open(spec); }));
     } else {
-      throw std::invalid_argument("memory path element '" + spec.element + "': remote donors are not available here");
+      tiers.push_back(open(spec));
     }
   }
-  if (replicas <= 1) return std::make_unique<Pool>(std::move(tiers));
+  if (replicas <= 1) return tiers;
   std::vector<std::unique_ptr<Tier>> mirrors;
   for (size_t first = 0; first < tiers.size(); first += replicas) {
     std::vector<std::unique_ptr<Tier>> copies;
     for (size_t i = first; i < first + replicas; ++i) copies.push_back(std::move(tiers[i]));
     mirrors.push_back(MirroredTier::create(std::move(copies)));
   }
-  return std::make_unique<Pool>(std::move(mirrors));
+  return mirrors;
 }
 
 Status Pool::reserve(uint64_t bytes) noexcept {
@@ -63,16 +69,111 @@ void Pool::unreserve(uint64_t bytes) noexcept { reserved_.fetch_sub(bytes, std::
 
 Result<Slot> Pool::allocate(uint64_t bytes) noexcept {
   unsigned start = cursor_.fetch_add(1, std::memory_order_relaxed);
-  for (size_t i = 0; i < tiers_.size(); ++i) {
-    unsigned index = static_cast<unsigned>((start + i) % tiers_.size());
-    if (!tiers_[index].allocator || tiers_[index].tier->health() == TierHealth::kLost) continue;
-    if (auto offset = tiers_[index].allocator->allocate(bytes)) return Slot::make(index, *offset);
+  // Round-robin over the tiers, a forked child's overflow tiers only once the rest is full.
+  const size_t preferred = std::min(overflow_, tiers_.size());
+  for (auto [first, count] : {std::pair{size_t{0}, preferred}, std::pair{preferred, tiers_.size() - preferred}}) {
+    for (size_t i = 0; i < count; ++i) {  // (no iteration when count is 0)
+      unsigned index = static_cast<unsigned>(first + (start + i) % count);
+      if (tiers_[index].tier->health() == TierHealth::kLost) continue;
+      if (auto offset = tiers_[index].allocator->allocate(bytes)) return Slot::make(index, *offset);
+    }
   }
   return Status::error(ENOSPC, "second-tier pool has no free extent");
 }
 
 void Pool::release(Slot slot, uint64_t bytes) noexcept {
-  if (slot.valid() && tiers_[slot.tier()].allocator) tiers_[slot.tier()].allocator->release(slot.offset(), bytes);
+  if (slot.valid() && owns(slot, bytes)) tiers_[slot.tier()].allocator->release(slot.offset(), bytes);
+}
+
+bool Pool::owns(Slot slot, uint64_t bytes) const noexcept {
+  const Member& member = tiers_[slot.tier()];
+  if (member.whole) return true;
+  // The share's extent that starts at or before the slot must contain it.
+  auto after = std::upper_bound(member.owned.begin(), member.owned.end(), slot.offset(),
+                                [](uint64_t offset, const ChildShare::Extent& extent) { return offset < extent.offset; });
+  if (after == member.owned.begin()) return false;
+  const ChildShare::Extent& extent = *std::prev(after);
+  return slot.offset() + bytes <= extent.offset + extent.bytes;
+}
+
+std::vector<std::unique_ptr<Tier::ChildPreparation>> Pool::prepare_child_tiers() noexcept {
+  std::vector<std::unique_ptr<Tier::ChildPreparation>> preparations;
+  try {
+    for (auto& member : tiers_) preparations.push_back(member.tier->prepare_child());
+  } catch (...) {
+    preparations.clear();  // no memory: the child's tiers attach by themselves
+  }
+  return preparations;
+}
+
+Status Pool::share_with_child(uint64_t bytes, ChildShare& share) noexcept {
+  share.id = begin_child();
+  share.bytes = 0;
+  share.extents.clear();
+  if (bytes == 0) return Status::ok();
+  if (Status status = reserve(bytes); !status)
+    return Status::error(ENOMEM, "the second tier cannot hold a forked process's copy of the memory beside its parent's");
+  uint64_t given = 0;
+  try {
+    share.extents.reserve(bytes / (BuddyAllocator::kUnit << BuddyAllocator::kMaxOrder) + tiers_.size() + 1);
+    while (given < bytes) {
+      bool progress = false;
+      for (size_t index = 0; index < tiers_.size() && given < bytes; ++index) {
+        if (tiers_[index].tier->health() == TierHealth::kLost) continue;
+        auto extent = tiers_[index].allocator->take_up_to(bytes - given);
+        if (!extent) continue;
+        share.extents.push_back({static_cast<unsigned>(index), extent->offset, extent->bytes});
+        given += extent->bytes;
+        progress = true;
+      }
+      if (!progress) break;
+    }
+  } catch (...) {
+  }
+  if (given < bytes) {
+    for (const auto& extent : share.extents) tiers_[extent.tier].allocator->release(extent.offset, extent.bytes);
+    share.extents.clear();
+    unreserve(bytes);
+    return Status::error(ENOMEM, "the second tier has no free space for a forked process's copy of the memory");
+  }
+  share.bytes = bytes;
+  for (const auto& extent : share.extents) tiers_[extent.tier].tier->forget(extent.offset, extent.bytes);
+  return Status::ok();
+}
+
+void Pool::end_child(const ChildShare& share) noexcept {
+  for (const auto& extent : share.extents) tiers_[extent.tier].allocator->release(extent.offset, extent.bytes);
+  if (share.bytes) unreserve(share.bytes);
+  end_child(share.id);
+}
+
+std::unique_ptr<Pool> Pool::continue_in_child(ChildShare& share, std::vector<std::unique_ptr<Tier>> overflow) {
+  std::unique_ptr<Pool> child(new Pool());
+  for (size_t index = 0; index < tiers_.size(); ++index) {
+    std::unique_ptr<Tier::ChildPreparation> preparation;
+    if (index < share.preparations.size()) preparation = std::move(share.preparations[index]);
+    Member member;
+    member.tier = tiers_[index].tier->continue_in_child(std::move(preparation));
+    member.allocator = std::make_unique<BuddyAllocator>(member.tier->capacity(), BuddyAllocator::Start::kNoneFree);
+    member.whole = false;
+    child->tiers_.push_back(std::move(member));
+  }
+  for (const auto& extent : share.extents) {
+    Member& member = child->tiers_[extent.tier];
+    member.allocator->release(extent.offset, extent.bytes);
+    member.owned.push_back(extent);
+    child->capacity_ += extent.bytes;
+  }
+  for (auto& member : child->tiers_)
+    std::sort(member.owned.begin(), member.owned.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
+  child->overflow_ = child->tiers_.size();
+  for (auto& tier : overflow) {
+    if (child->tiers_.size() >= Slot::kMaxTiers) break;  // deep fork chains: the share only
+    auto allocator = std::make_unique<BuddyAllocator>(tier->capacity());
+    child->capacity_ += allocator->free_bytes();
+    child->tiers_.push_back(Member{std::move(tier), std::move(allocator), {}, true});
+  }
+  return child;
 }
 
 uint64_t Pool::begin_child() noexcept {

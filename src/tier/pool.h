@@ -40,11 +40,22 @@ struct FailedBatch {
   Status status;
 };
 
+// fork(): what a child being forked gets from its parent's pool (tier/fork_watch.h).
+struct ChildShare {
+  struct Extent {
+    unsigned tier;
+    uint64_t offset;
+    uint64_t bytes;
+  };
+  uint64_t id = 0;     // Pool::begin_child's
+  uint64_t bytes = 0;  // reserved in the parent's pool for the child's copy
+  std::vector<Extent> extents;  // that space, given to the child
+  std::vector<std::unique_ptr<Tier::ChildPreparation>> preparations;  // one per tier (or null)
+};
+
 class Pool {
  public:
-  // The first `read_only` tiers are never allocated from (a forked child's view of its
-  // parent's tiers: it reads the slots that existed at the fork, and writes elsewhere).
-  explicit Pool(std::vector<std::unique_ptr<Tier>> tiers, size_t read_only = 0);
+  explicit Pool(std::vector<std::unique_ptr<Tier>> tiers);
   // Opens a remote element (`<host>:<MiB>:<port>`); supplied by the network layer.
   using RemoteFactory = std::function<std::unique_ptr<Tier>(const TierSpec&)>;
   // Builds tiers from memory-path elements; throws with a message naming the element.
@@ -53,6 +64,9 @@ class Pool {
   // multiple of N.
   static std::unique_ptr<Pool> from_specs(const std::vector<TierSpec>& specs, const RemoteFactory& remote = {},
                                           unsigned replicas = 1);
+  // The same tiers; `lazy`: each opened at its first write (LazyTier: a forked child's own).
+  static std::vector<std::unique_ptr<Tier>> tiers_from_specs(const std::vector<TierSpec>& specs,
+                                                             const RemoteFactory& remote, unsigned replicas, bool lazy);
 
   uint64_t capacity() const noexcept { return capacity_; }
   uint64_t reserved() const noexcept { return reserved_.load(std::memory_order_relaxed); }
@@ -69,10 +83,23 @@ class Pool {
   Result<Slot> allocate(uint64_t bytes) noexcept;
   void release(Slot slot, uint64_t bytes) noexcept;
 
-  // fork(): the slots that exist when a child forks stay readable for that child until it
-  // ends. begin_child() (before the fork) returns the child's id for end_child().
-  uint64_t begin_child() noexcept;
-  void end_child(uint64_t id) noexcept;
+  // --- fork() ---
+  // Before the fork, in the parent. prepare_child_tiers() asks every tier for its
+  // preparation (a donor attaches the child's connection: network, no locks held).
+  // share_with_child() reserves `bytes` for the child's copy of the memory beside this
+  // process's own reservations (ENOMEM when the pool cannot hold both: reserve at fork)
+  // and gives the child that much of this pool's free space; the slots that exist now
+  // stay readable for the child until end_child(). A child that cannot have its share
+  // still reads them (share.extents empty).
+  std::vector<std::unique_ptr<Tier::ChildPreparation>> prepare_child_tiers() noexcept;
+  Status share_with_child(uint64_t bytes, ChildShare& share) noexcept;
+  // In the parent, once the child and every process forked from it have ended (or
+  // exec'd): its space comes back, and shared slots let go of meanwhile are freed.
+  void end_child(const ChildShare& share) noexcept;
+  // In the child (single-threaded), on its copy of the parent's pool: the child's own
+  // pool — every tier continued (tier.h) with the share's extents as its only free
+  // space, then `overflow` (tiers of the child's own, used once the share is full).
+  std::unique_ptr<Pool> continue_in_child(ChildShare& share, std::vector<std::unique_ptr<Tier>> overflow);
   // Frees a slot a forked child may still read: now if no such child lives, else once
   // they all have ended.
   void release_shared(Slot slot, uint64_t bytes) noexcept;
@@ -104,11 +131,21 @@ class Pool {
   }
   bool transfer(std::span<const SlotSpan> spans, bool is_write, void* context, FailureCallback on_failure) noexcept;
 
+  Pool() = default;  // continue_in_child() fills it
+  uint64_t begin_child() noexcept;
+  void end_child(uint64_t id) noexcept;
+  // A forked child frees only what it allocated: slots from before its fork belong to
+  // its ancestors.
+  bool owns(Slot slot, uint64_t bytes) const noexcept;
+
   struct Member {
     std::unique_ptr<Tier> tier;
     std::unique_ptr<BuddyAllocator> allocator;
+    std::vector<ChildShare::Extent> owned;  // in a forked child: its share of this tier (sorted)
+    bool whole = true;                      // owns all of the tier's space
   };
   std::vector<Member> tiers_;
+  size_t overflow_ = SIZE_MAX;  // tiers from here on are used once the others are full
   uint64_t capacity_ = 0;
   std::atomic<uint64_t> reserved_{0};
   std::atomic<unsigned> cursor_{0};

@@ -1,5 +1,7 @@
 #include "tier/tier.h"
 
+#include <stdexcept>
+
 namespace emp::tier {
 
 const char* to_string(TierHealth health) noexcept {
@@ -9,6 +11,10 @@ const char* to_string(TierHealth health) noexcept {
     case TierHealth::kLost: return "lost";
   }
   return "?";
+}
+
+std::unique_ptr<Tier> Tier::continue_in_child(std::unique_ptr<ChildPreparation> /*preparation*/) {
+  throw std::runtime_error("the second-tier element " + name_ + " cannot be used by a forked process");
 }
 
 Status Tier::check(std::span<const IoSpan> spans) const noexcept {

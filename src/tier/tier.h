@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -80,8 +81,28 @@ class Tier {
   virtual uint64_t data_epoch() const noexcept { return 0; }
   // In a forked child, on the parent's tiers: closes this process's copies of the
   // parent's connections and files (no traffic, no locks), so they end when the parent
-  // ends them — a child must not keep the parent's lease alive.
+  // ends them. The child's own connections come from continue_in_child().
   virtual void abandon_in_child() noexcept {}
+
+  // --- fork() (tier/fork_watch.h) ---
+  // What a forked child's copy of this tier is made from, made in the parent before the
+  // fork. A donor attaches a connection of the child's own to the lease there, so the
+  // lease lives on while the child does, whether or not the parent has exited. May
+  // block on the network; never throws (a failed preparation leaves the child to
+  // reconnect on its own).
+  struct ChildPreparation {
+    virtual ~ChildPreparation() = default;
+    // In the parent after the fork: drop this process's copies (no traffic).
+    virtual void abandon() noexcept {}
+  };
+  virtual std::unique_ptr<ChildPreparation> prepare_child() noexcept { return nullptr; }
+  // In the forked child (single-threaded), on its copy of the parent's object: the tier
+  // the child uses instead, over the same data — it reads what was written before the
+  // fork and writes where its pool lets it. Throws when the tier cannot continue here.
+  virtual std::unique_ptr<Tier> continue_in_child(std::unique_ptr<ChildPreparation> preparation);
+  // [offset, offset + length) holds nothing any more (its space is being given to a
+  // forked child): a tier that tracks written data forgets it there.
+  virtual void forget(uint64_t /*offset*/, uint64_t /*length*/) noexcept {}
 
   TierCounters counters() const noexcept;
 

@@ -305,15 +305,13 @@ bool Daemon::handle_frame(Session& session, const proto::FrameHeader& header, st
       return handle_lease(session, *proto::decode<proto::LeaseRequest>(header, payload), header.sequence);
     case proto::MessageType::kHeartbeat: {
       auto beat = *proto::decode<proto::Heartbeat>(header, payload);
-      auto it = leases_.find(session.lease);
-      if (it != leases_.end() && beat.lease_id == session.lease) {
-        Lease& lease = it->second;
+      if (session.lease != 0 && beat.lease_id == session.lease) {
         uint64_t now[4] = {beat.bytes_read, beat.bytes_written, beat.read_ops, beat.write_ops};
         uint64_t* totals[4] = {&counters_.bytes_read_total, &counters_.bytes_written_total, &counters_.read_ops_total,
                                &counters_.write_ops_total};
         for (int i = 0; i < 4; ++i) {
-          if (now[i] >= lease.reported[i]) *totals[i] += now[i] - lease.reported[i];
-          lease.reported[i] = now[i];
+          if (now[i] >= session.reported[i]) *totals[i] += now[i] - session.reported[i];
+          session.reported[i] = now[i];
         }
       }
       return send(session, proto::encode(proto::HeartbeatAck{beat.lease_id}, header.sequence));
@@ -322,8 +320,14 @@ bool Daemon::handle_frame(Session& session, const proto::FrameHeader& header, st
       auto release = *proto::decode<proto::Release>(header, payload);
       if (release.lease_id != session.lease || session.lease == 0)
         return reject(session, ENOENT, "no such lease on this connection", header.sequence);
-      free_lease(session.lease, "released");
-      ++counters_.leases_released_total;
+      auto it = leases_.find(session.lease);
+      if (it != leases_.end()) {
+        drop_holder(it->second, session.id);
+        if (it->second.holders.empty()) {
+          free_lease(session.lease, "released");
+          ++counters_.leases_released_total;
+        }
+      }
       session.lease = 0;
       return send(session, proto::encode(proto::ReleaseOk{release.lease_id}, header.sequence));
     }
@@ -365,14 +369,12 @@ bool Daemon::handle_lease(Session& session, const proto::LeaseRequest& request, 
         it->second.size < request.size_bytes)
       return refuse(session, ENOENT, "unknown lease (vmd restarted or the grace period expired)", sequence);
     Lease& lease = it->second;
-    if (lease.session != 0) {
-      // The old connection is dead but not yet noticed: the resuming client takes over.
-      uint64_t old = lease.session;
-      auto old_it = sessions_.find(old);
-      if (old_it != sessions_.end()) old_it->second.lease = 0;
-      detach_lease(lease);
-      close_session(old, "superseded by a resuming client");
-    }
+    // One more holder: a client back after a reconnect (its old session, if vmd has not
+    // noticed it is dead, ends at its idle timeout) or a forked child of a holder.
+    if (lease.provider != *provider && !lease.holders.empty())
+      return refuse(session, EPROTONOSUPPORT,
+                    std::string("this lease is served over ") + net::to_string(lease.provider) + " to its holders",
+                    sequence);
     lease.provider = *provider;
     ++counters_.leases_resumed_total;
     return grant_lease(session, lease, /*resumed=*/true, sequence);
@@ -440,8 +442,8 @@ void Daemon::finish_leases() {
 }
 
 bool Daemon::grant_lease(Session& session, Lease& lease, bool resumed, uint32_t sequence) {
-  lease.session = session.id;
-  net::random_bytes(lease.ticket);  // a fresh data-connection ticket per attachment
+  Lease::Ticket& ticket = lease.holders[session.id];
+  net::random_bytes(ticket.bytes);  // a data-connection ticket per attachment
   session.lease = lease.id;
   proto::LeaseGrant grant{};
   grant.lease_id = lease.id;
@@ -451,11 +453,11 @@ bool Daemon::grant_lease(Session& session, Lease& lease, bool resumed, uint32_t 
     grant.mr_key = lease.registration.key();
   }
   std::memcpy(grant.resume_token, lease.resume_token, sizeof grant.resume_token);
-  std::memcpy(grant.ticket, lease.ticket, sizeof grant.ticket);
+  std::memcpy(grant.ticket, ticket.bytes, sizeof grant.ticket);
   grant.provider = static_cast<uint16_t>(net::to_wire(lease.provider));
   grant.flags = resumed ? proto::kGrantResumed : 0;
   grant.data_port = lease.provider == net::Provider::kVerbs ? exporter_->data_port() : socket_server_->port();
-  if (lease.provider == net::Provider::kTcp) socket_server_->allow(lease.id, lease.ticket, session.id, lease.memory);
+  if (lease.provider == net::Provider::kTcp) socket_server_->allow(lease.id, ticket.bytes, session.id, lease.memory);
   EMP_INFO("vmd", "client %s: %s lease %llx (%llu MiB at offset %llu MiB, %s)", session.peer.c_str(),
            resumed ? "resumed" : "granted", static_cast<unsigned long long>(lease.id),
            static_cast<unsigned long long>(lease.size >> 20), static_cast<unsigned long long>(lease.offset >> 20),
@@ -472,13 +474,13 @@ uint64_t Daemon::admit_data_connection(std::span<const uint8_t> data) {
   }
   std::memcpy(&request, data.data(), sizeof request);
   auto it = leases_.find(request.lease_id);
-  if (request.magic != proto::kDataMagic || request.version != proto::kVersion || it == leases_.end() ||
-      it->second.session == 0 || !net::constant_time_equal(it->second.ticket, request.ticket)) {
-    ++counters_.data_connections_rejected_total;
-    EMP_WARN("vmd", "rejected a data connection with an invalid ticket");
-    return 0;
+  if (request.magic == proto::kDataMagic && request.version == proto::kVersion && it != leases_.end()) {
+    for (const auto& [holder, ticket] : it->second.holders)
+      if (net::constant_time_equal(ticket.bytes, request.ticket)) return holder;
   }
-  return it->second.session;
+  ++counters_.data_connections_rejected_total;
+  EMP_WARN("vmd", "rejected a data connection with an invalid ticket");
+  return 0;
 }
 
 void Daemon::disconnect_data(uint64_t session) noexcept {
@@ -486,10 +488,10 @@ void Daemon::disconnect_data(uint64_t session) noexcept {
   if (exporter_) exporter_->disconnect(session);
 }
 
-void Daemon::detach_lease(Lease& lease) {
-  if (lease.session) disconnect_data(lease.session);
-  lease.session = 0;
-  lease.expires = Clock::now() + config_.grace;
+void Daemon::drop_holder(Lease& lease, uint64_t session) {
+  if (lease.holders.erase(session) == 0) return;
+  disconnect_data(session);
+  if (lease.holders.empty()) lease.expires = Clock::now() + config_.grace;
 }
 
 void Daemon::close_session(uint64_t id, const char* why, SessionEnd end) {
@@ -499,9 +501,11 @@ void Daemon::close_session(uint64_t id, const char* why, SessionEnd end) {
   EMP_INFO("vmd", "client %s (session %llu): %s", session.peer.c_str(), static_cast<unsigned long long>(id), why);
   if (session.lease) {
     auto lease = leases_.find(session.lease);
-    if (lease != leases_.end() && lease->second.session == id) {
-      detach_lease(lease->second);
-      if (end == SessionEnd::kClientGone) {
+    if (lease != leases_.end() && lease->second.holders.count(id)) {
+      drop_holder(lease->second, id);
+      if (!lease->second.holders.empty()) {
+        // Other holders (a forked child, a reconnected client) keep it.
+      } else if (end == SessionEnd::kClientGone) {
         ++counters_.leases_released_total;
         free_lease(lease->first, "released: its client closed the connection");
       } else if (config_.grace.count() == 0) {
@@ -517,7 +521,11 @@ void Daemon::free_lease(uint64_t id, const char* why) {
   auto it = leases_.find(id);
   if (it == leases_.end()) return;
   Lease& lease = it->second;
-  if (lease.session) disconnect_data(lease.session);
+  for (const auto& [holder, ticket] : lease.holders) {
+    disconnect_data(holder);
+    auto session = sessions_.find(holder);
+    if (session != sessions_.end()) session->second.lease = 0;
+  }
   // No one reaches the memory once its connections and registration are closed; the
   // lease worker frees the memory file (a same-host client that keeps its descriptor
   // reads zeros) and takes the pool's pages back before any later lease borrows them.
@@ -542,7 +550,7 @@ void Daemon::expire_timers() {
   }
   std::vector<uint64_t> expired;
   for (auto& [id, lease] : leases_)
-    if (lease.session == 0 && now >= lease.expires) expired.push_back(id);
+    if (lease.holders.empty() && now >= lease.expires) expired.push_back(id);
   for (uint64_t id : expired) {
     ++counters_.leases_expired_total;
     free_lease(id, "expired (client did not come back within the grace period)");
@@ -572,7 +580,7 @@ std::string Daemon::metrics_text() const {
   };
   uint64_t active = 0, orphaned = 0, leased = 0;
   for (const auto& [id, lease] : leases_) {
-    (lease.session ? active : orphaned) += 1;
+    (lease.holders.empty() ? orphaned : active) += 1;
     leased += lease.size;
   }
   metric("emp_vmd_pool_bytes", "gauge", "Donated memory.", pool_.size());

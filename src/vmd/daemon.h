@@ -12,12 +12,15 @@
 // only others. Malformed input earns an Error reply and a closed session; it never
 // reaches anything but the parser.
 //
-// Leases: one per session, each its own memory file (LeaseMemory) standing in for
-// its extent of the pool. A session its client closes (process exit, kill, exec)
-// frees its lease at once; one that breaks or goes silent leaves its lease orphaned
-// for the grace period, during which a client presenting the lease id and resume
-// token re-attaches it (same memory, same key). A released or expired lease loses every data connection
-// and registration, and its memory file is freed (a new lease always starts zeroed).
+// Leases: each its own memory file (LeaseMemory) standing in for its extent of the
+// pool, held by one or more sessions. A session holds at most one lease; a client
+// presenting a lease's id and resume token attaches it (same memory, same key) — to
+// come back after a reconnect, or as a forked child of the holder, which attaches
+// before the fork so the lease outlives its parent (docs/protocol.md). A lease whose
+// last holder's client closed the connection (process exit, kill, exec) is freed at
+// once; one whose last holder broke or went silent stays orphaned for the grace
+// period. A released or expired lease loses every data connection and registration,
+// and its memory file is freed (a new lease always starts zeroed).
 #pragma once
 
 #include <chrono>
@@ -77,13 +80,14 @@ class Daemon {
     uint64_t size = 0;
     net::Provider provider = net::Provider::kTcp;
     uint8_t resume_token[net::protocol::kTokenBytes] = {};
-    uint8_t ticket[net::protocol::kTokenBytes] = {};
     std::shared_ptr<LeaseMemory> memory;
     net::MemoryRegion registration;  // verbs
-    uint64_t session = 0;  // 0 = orphaned
-    Clock::time_point expires{};
-    // Last cumulative counters a client reported, to add only the increase.
-    uint64_t reported[4] = {};
+    // The sessions holding it, each with its own data-connection ticket; none = orphaned.
+    struct Ticket {
+      uint8_t bytes[net::protocol::kTokenBytes] = {};
+    };
+    std::map<uint64_t, Ticket> holders;
+    Clock::time_point expires{};  // while orphaned
   };
   enum class SessionState { kAwaitAuth, kReady };
   struct Session {
@@ -97,6 +101,8 @@ class Daemon {
     std::vector<uint8_t> input;
     uint64_t lease = 0;
     Clock::time_point deadline{};  // authentication deadline, then idle deadline
+    // Last cumulative counters the client reported, to add only the increase.
+    uint64_t reported[4] = {};
   };
 
   void accept_clients(int listen_fd, bool local);
@@ -110,7 +116,8 @@ class Daemon {
   bool handle_frame(Session& session, const net::protocol::FrameHeader& header, std::span<const uint8_t> payload);
   bool handle_auth(Session& session, const net::protocol::Auth& auth, uint32_t sequence);
   bool handle_lease(Session& session, const net::protocol::LeaseRequest& request, uint32_t sequence);
-  // Grants (or resumes) `lease` to `session`: ticket, data-plane access, the reply.
+  // Grants `lease` (new, resumed or attached by another process) to `session` as one
+  // more holder: its ticket, data-plane access, the reply.
   bool grant_lease(Session& session, Lease& lease, bool resumed, uint32_t sequence);
   void finish_leases();  // the lease worker's completed creations
   // Error reply, then the session closes (returns false) / stays open (returns true).
@@ -123,7 +130,9 @@ class Daemon {
   enum class SessionEnd { kClientGone, kBroken };
   void close_session(uint64_t id, const char* why, SessionEnd end = SessionEnd::kBroken);
   void disconnect_data(uint64_t session) noexcept;
-  void detach_lease(Lease& lease);
+  // `session` stops holding `lease` (its data connections close); the last holder
+  // leaving orphans the lease until `expires`.
+  void drop_holder(Lease& lease, uint64_t session);
   std::string describe_data_planes() const;
   void free_lease(uint64_t id, const char* why);
   void expire_timers();

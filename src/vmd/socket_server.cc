@@ -93,21 +93,15 @@ SocketServer::~SocketServer() {
 void SocketServer::allow(uint64_t lease_id, const uint8_t (&ticket)[proto::kTokenBytes], uint64_t cookie,
                          std::shared_ptr<LeaseMemory> memory) {
   std::lock_guard lock(mu_);
-  Grant& grant = grants_[lease_id];
+  Grant& grant = grants_[cookie];
+  grant.lease_id = lease_id;
   std::memcpy(grant.ticket, ticket, sizeof grant.ticket);
-  grant.cookie = cookie;
   grant.memory = std::move(memory);
 }
 
 void SocketServer::disconnect(uint64_t cookie) noexcept {
   std::lock_guard lock(mu_);
-  for (auto it = grants_.begin(); it != grants_.end();) {
-    if (it->second.cookie == cookie) {
-      it = grants_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  grants_.erase(cookie);
   for (auto& connection : connections_)
     if (connection.cookie == cookie) ::shutdown(connection.fd.get(), SHUT_RDWR);
 }
@@ -174,12 +168,13 @@ std::shared_ptr<LeaseMemory> SocketServer::admit(Connection& connection) noexcep
   if (recv_exact(connection.fd.get(), &hello, sizeof hello) && hello.magic == proto::kDataMagic &&
       hello.version == proto::kVersion) {
     std::lock_guard lock(mu_);
-    auto it = grants_.find(hello.lease_id);
-    if (it != grants_.end() && net::constant_time_equal(it->second.ticket, hello.ticket)) {
-      memory = it->second.memory;
-      connection.cookie = it->second.cookie;
+    for (const auto& [cookie, grant] : grants_) {
+      if (grant.lease_id != hello.lease_id || !net::constant_time_equal(grant.ticket, hello.ticket)) continue;
+      memory = grant.memory;
+      connection.cookie = cookie;
       answer.status = 0;
       answer.lease_bytes = memory->size();
+      break;
     }
   }
   if (!memory) {

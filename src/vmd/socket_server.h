@@ -38,7 +38,8 @@ class SocketServer {
 
   uint16_t port() const noexcept { return port_; }
   // Data connections presenting (lease_id, ticket) may reach `memory`, until the
-  // session `cookie` is disconnected. Replaces an earlier ticket of that lease.
+  // session `cookie` is disconnected. Replaces an earlier ticket of that session (a
+  // lease has one ticket per session holding it).
   void allow(uint64_t lease_id, const uint8_t (&ticket)[net::protocol::kTokenBytes], uint64_t cookie,
              std::shared_ptr<LeaseMemory> memory);
   // Revokes the session's tickets and shuts its connections down.
@@ -51,8 +52,8 @@ class SocketServer {
 
  private:
   struct Grant {
+    uint64_t lease_id;
     uint8_t ticket[net::protocol::kTokenBytes];
-    uint64_t cookie;
     std::shared_ptr<LeaseMemory> memory;
   };
   struct Connection {
@@ -71,7 +72,7 @@ class SocketServer {
   UniqueFd stop_fd_;
   uint16_t port_ = 0;
   mutable std::mutex mu_;
-  std::map<uint64_t, Grant> grants_;  // by lease id
+  std::map<uint64_t, Grant> grants_;  // by session cookie
   std::list<Connection> connections_;
   std::atomic<uint64_t> rejected_{0};
   std::thread acceptor_;

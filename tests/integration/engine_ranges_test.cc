@@ -1,7 +1,8 @@
 // Engine range operations and fork, driven directly (libemp.so drives them from munmap,
 // madvise and pthread_atfork; these tests also run under the sanitizer presets, where the
 // preload tests cannot): a partial munmap splits a region, a discard reads zeros, and a
-// forked child continues on its own engine, reading evicted data through its parent.
+// forked child continues on its own engine over its own pool, reading the parent's
+// evicted data from the tier and evicting into the share its parent gave it.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -11,7 +12,8 @@
 #include "os/raw_syscalls.h"
 #include "testing/engine_fixture.h"
 #include "testing/patterns.h"
-#include "tier/fork_proxy.h"
+#include "tier/fork_watch.h"
+#include "tier/memory_tier.h"
 
 namespace emp::testing {
 namespace {
@@ -112,25 +114,34 @@ TEST_F(EngineRanges, DiscardReadsZerosAndLeavesTheRest) {
 }
 
 #if !defined(__SANITIZE_THREAD__)  // ThreadSanitizer does not follow fork() of a threaded process
-TEST_F(EngineRanges, ForkedChildReadsEvictedDataThroughItsParentAndEvictsItsOwn) {
+TEST_F(EngineRanges, ForkedChildReadsTheParentsEvictedDataAndEvictsIntoItsShare) {
   auto& engine = engine_;
   const size_t bytes = kBytes;
   uint64_t* words = words_;  // most of it is in the second tier now
 
+  auto share = std::make_unique<tier::ChildShare>();
+  share->preparations = engine->pool().prepare_child_tiers();
+  ASSERT_TRUE(engine->pool().share_with_child(engine->fork_copy_bytes(), *share));
+  EXPECT_GE(share->bytes, bytes);
   int fds[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-  uint64_t child_id = engine->pool().begin_child();
   engine->hold_for_fork();
   pid_t child = ::fork();
   if (child == 0) {
     ::close(fds[0]);
     int code = 0;
     try {
-      auto pool = tier::make_child_pool(engine->pool(), UniqueFd(fds[1]));
+      // Its own tier (in libemp.so: the memory path's, opened at first use) holds what
+      // it maps after the fork.
+      std::vector<std::unique_ptr<tier::Tier>> own_tiers;
+      own_tiers.push_back(tier::MemoryTier::create(8 * kMiB));
+      auto pool = engine->pool().continue_in_child(*share, std::move(own_tiers));
+      engine->pool().abandon_in_child();
       std::unique_ptr<core::Engine> own = engine->continue_in_child(std::move(pool));
       if (check_words(words, 0, bytes / 8, 1) != SIZE_MAX) code = 2;          // the parent's data
       fill_words(words, 0, bytes / 8, 4);                                      // its own copy
       push_out(*own, 4 * kMiB);
+      if (::testing::Test::HasFailure()) code = 6;
       if (check_words(words, 0, bytes / 8, 4) != SIZE_MAX) code = 3;          // read back its own evictions
       if (own->resident() > own->budget() + own->slack()) code = 4;
       (void)own.release();  // the process ends here; nothing to tear down
@@ -142,15 +153,22 @@ TEST_F(EngineRanges, ForkedChildReadsEvictedDataThroughItsParentAndEvictsItsOwn)
   ASSERT_GT(child, 0);
   engine->release_after_fork_in_parent();
   ::close(fds[1]);
-  tier::start_fork_proxy(engine->pool(), UniqueFd(fds[0]), child_id);
+  for (auto& preparation : share->preparations)
+    if (preparation) preparation->abandon();
+  share->preparations.clear();
+  const uint64_t reserved_with_child = engine->pool().reserved();
+  tier::start_fork_watch(engine->pool(), UniqueFd(fds[0]), std::move(share));
   // The parent keeps going meanwhile: it rewrites (and evicts) its own copy.
   fill_words(words, 0, bytes / 8, 5);
   push_out(*engine, 4 * kMiB);
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status)) << "child died with signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: wrong pre-fork data, 3: lost its own writes, 4: over budget, 5: no engine";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: wrong pre-fork data, 3: lost its own writes, 4: over budget, 5: no engine, 6: cannot map";
   EXPECT_EQ(check_words(words, 0, bytes / 8, 5), SIZE_MAX) << "the parent's copy changed";
+  // The child's share comes back once it has ended.
+  for (int i = 0; i < 5000 && engine->pool().reserved() == reserved_with_child; ++i) ::usleep(1000);
+  EXPECT_LT(engine->pool().reserved(), reserved_with_child);
   ASSERT_TRUE(engine->release(base_));
 }
 #endif
