@@ -238,11 +238,11 @@ std::unique_ptr<tier::ChildShare> Runtime::make_fork_share(bool* refused) noexce
     if (Status status = pool.share_with_child(bytes, *share); !status) {
       *refused = true;
       EMP_ERROR("preload",
-                "fork() needs %s of second-tier space for the child's copy of the memory beside this process's own "
-                "(%s reserved of %s): %s. Give the memory path more second-tier space, or start the child with "
-                "posix_spawn/vfork (no copy)",
-                format_size(bytes).c_str(), format_size(pool.reserved()).c_str(), format_size(pool.capacity()).c_str(),
-                status.to_string().c_str());
+                "fork() refused: the child's copy of the memory needs %s of second-tier space, and the second tier "
+                "(%s; %s reserved, %s not in use) cannot hold it beside this process's data: %s. Give the memory "
+                "path more second-tier space, or start the child with posix_spawn/vfork (no copy)",
+                format_size(bytes).c_str(), format_size(pool.capacity()).c_str(), format_size(pool.reserved()).c_str(),
+                format_size(pool.free_bytes()).c_str(), status.to_string().c_str());
     }
     return share;
   } catch (const std::exception& e) {

@@ -65,6 +65,12 @@ Status Pool::reserve(uint64_t bytes) noexcept {
   return Status::ok();
 }
 
+uint64_t Pool::free_bytes() const noexcept {
+  uint64_t bytes = 0;
+  for (const auto& member : tiers_) bytes += member.allocator->free_bytes();
+  return bytes;
+}
+
 void Pool::unreserve(uint64_t bytes) noexcept { reserved_.fetch_sub(bytes, std::memory_order_relaxed); }
 
 Result<Slot> Pool::allocate(uint64_t bytes) noexcept {

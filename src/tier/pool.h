@@ -70,6 +70,7 @@ class Pool {
 
   uint64_t capacity() const noexcept { return capacity_; }
   uint64_t reserved() const noexcept { return reserved_.load(std::memory_order_relaxed); }
+  uint64_t free_bytes() const noexcept;  // not allocated to any slot (or forked child)
   size_t tier_count() const noexcept { return tiers_.size(); }
   Tier& tier(size_t index) noexcept { return *tiers_[index].tier; }
   const Tier& tier(size_t index) const noexcept { return *tiers_[index].tier; }

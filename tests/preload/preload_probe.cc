@@ -4,7 +4,7 @@
 // address and a seed) and prints "OK <scenario>" or "FAIL <scenario>: <what>" (exit 1).
 //
 //   emp-preload-probe <scenario> [MiB]     scenarios: threads fork munmap mremap madvise
-//                                          realloc mappings protect heap
+//                                          realloc mappings protect heap daemon forkcopy
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -185,6 +185,95 @@ void scenario_fork(size_t mib) {
   }
   if (waitpid(exec_child, &status, 0) != exec_child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     fail("fork+exec of /bin/true: status %#x", status);
+}
+
+// Waits until process `pid` has exited (gone, or a zombie: its memory and descriptors
+// are released by then).
+void wait_until_gone(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  for (int i = 0; i < 60000; ++i) {
+    FILE* file = std::fopen(path, "r");
+    if (!file) return;
+    char line[512] = {};
+    bool zombie = std::fgets(line, sizeof line, file) && std::strstr(line, ") Z ");
+    std::fclose(file);
+    if (zombie) return;
+    usleep(1000);
+  }
+  fail("process %d did not exit", static_cast<int>(pid));
+}
+
+// A double-forking daemon: memory (heap and mmap) evicted before the forks, the parent
+// and the middle process exit at once, and the daemon — after both are gone — reads
+// every byte, then keeps writing and evicting on its own. Prints "OK daemon" from the
+// daemon (the parent and the middle process print nothing).
+void scenario_daemon(size_t mib) {
+  size_t bytes = mib * kMiB;
+  char* heap = static_cast<char*>(std::malloc(bytes));
+  char* priv = static_cast<char*>(map_anonymous(bytes));
+  if (!heap) fail("malloc");
+  fill(heap, bytes, 41);
+  fill(priv, bytes, 42);
+  push_out(2 * bytes);
+  const pid_t parent = getpid();
+  pid_t middle = fork();
+  if (middle < 0) fail("fork: %s", std::strerror(errno));
+  if (middle > 0) std::exit(0);  // the parent returns to its shell at once
+  g_scenario = "daemon (middle)";
+  if (setsid() < 0) fail("setsid: %s", std::strerror(errno));
+  pid_t daemon = fork();
+  if (daemon < 0) fail("fork: %s", std::strerror(errno));
+  if (daemon > 0) std::_Exit(0);
+  g_scenario = "daemon";
+  wait_until_gone(parent);
+  wait_until_gone(middle);
+  expect_pattern(heap, bytes, 41, "the daemon reads the heap evicted before the forks");
+  expect_pattern(priv, bytes, 42, "the daemon reads private memory evicted before the forks");
+  fill(priv, bytes, 43);
+  push_out(2 * bytes);
+  expect_pattern(priv, bytes, 43, "the daemon reads back what it evicted itself");
+  expect_pattern(heap, bytes, 41, "the daemon's heap after its own evictions");
+}
+
+// Peak resident memory of this process (VmHWM), in MiB.
+size_t peak_rss_mib() {
+  FILE* file = std::fopen("/proc/self/status", "r");
+  if (!file) return 0;
+  char line[256];
+  size_t kib = 0;
+  while (std::fgets(line, sizeof line, file))
+    if (std::sscanf(line, "VmHWM: %zu kB", &kib) == 1) break;
+  std::fclose(file);
+  return kib / 1024;
+}
+
+// A child that rewrites all of its copy of a private mapping. Under EMP the child's copy
+// needs second-tier space of its own: fork() either gives it (the child rewrites,
+// checks and prints its peak RSS) or fails with ENOMEM (prints "fork: ENOMEM"; the
+// parent's memory is untouched either way).
+void scenario_forkcopy(size_t mib) {
+  size_t bytes = mib * kMiB;
+  char* priv = static_cast<char*>(map_anonymous(bytes));
+  fill(priv, bytes, 61);
+  pid_t child = fork();
+  if (child < 0) {
+    if (errno != ENOMEM) fail("fork: %s", std::strerror(errno));
+    std::printf("fork: ENOMEM\n");
+  } else if (child == 0) {
+    g_scenario = "forkcopy (child)";
+    expect_pattern(priv, bytes, 61, "the child reads its parent's data");
+    fill(priv, bytes, 62);
+    expect_pattern(priv, bytes, 62, "the child reads back its own copy");
+    std::printf("child peak RSS %zu MiB\n", peak_rss_mib());
+    std::fflush(stdout);
+    std::_Exit(0);
+  } else {
+    int status = 0;
+    if (waitpid(child, &status, 0) != child) fail("waitpid: %s", std::strerror(errno));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("child ended with status %#x", status);
+  }
+  expect_pattern(priv, bytes, 61, "the parent's copy after the fork");
 }
 
 // munmap of parts of a region: whole blocks, pages inside a block, the head and the tail;
@@ -378,13 +467,14 @@ void scenario_heap(size_t mib) {
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s threads|fork|munmap|mremap|madvise|realloc|mappings|protect|heap [MiB]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s threads|fork|munmap|mremap|madvise|realloc|mappings|protect|heap|daemon|forkcopy [MiB]\n", argv[0]);
     return 2;
   }
   const std::map<std::string, std::function<void(size_t)>> scenarios = {
       {"threads", scenario_threads}, {"fork", scenario_fork},         {"munmap", scenario_munmap},
       {"mremap", scenario_mremap},   {"madvise", scenario_madvise},   {"realloc", scenario_realloc},
-      {"mappings", scenario_mappings}, {"protect", scenario_protect}, {"heap", scenario_heap}};
+      {"mappings", scenario_mappings}, {"protect", scenario_protect}, {"heap", scenario_heap},
+      {"daemon", scenario_daemon},     {"forkcopy", scenario_forkcopy}};
   auto it = scenarios.find(argv[1]);
   if (it == scenarios.end()) {
     std::fprintf(stderr, "unknown scenario '%s'\n", argv[1]);
