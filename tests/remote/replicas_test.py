@@ -3,7 +3,11 @@
 every evicted block on both; mid-run one vmd is killed with SIGKILL (over tcp, and
 over the same-host shared-memory path) or stalled with SIGSTOP; each run must finish
 and verify every byte. Losing both donors must end the run with a clear error, never
-wrong data. Exit 0 on success, 77 (skip) when vmd cannot start, 1 on failure.
+wrong data. And during a rebuild: one donor is killed and restarted on its port (the
+client takes a fresh lease there and rebuilds that copy from the other), and killed
+again while that copy is being rebuilt (0.3 s after the fresh lease; the rebuild runs
+at most 256 MiB/s and has ~336 MiB to copy); the run must still verify.
+Exit 0 on success, 77 (skip) when vmd cannot start, 1 on failure.
 
 usage: replicas_test.py VMD EMP_BENCH
 """
@@ -11,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testing"))
@@ -61,6 +66,56 @@ def run_case(vmd_path, bench, name, transport, action, both=False):
     return ""
 
 
+def rebuild_case(vmd_path, bench):
+    """Kills a copy's donor, restarts it, and kills it again mid-rebuild."""
+    name = "SIGKILL a donor during the rebuild of its copy (tcp)"
+    a = vmd_process.start(vmd_path, "-m", "600")
+    b = vmd_process.start(vmd_path, "-m", "600")
+    if not a or not b:
+        vmd_process.stop(a)
+        vmd_process.stop(b)
+        return None
+    port_a = a.port
+    env = dict(os.environ, EMP_REPLICAS="2", EMP_TRANSPORT="tcp")
+    command = [bench, "--tier", f"127.0.0.1:512:{port_a}|127.0.0.1:512:{b.port}", "--working-set", "448M",
+               "--local", "25%", "--pattern", "rand", "--block-size", "4K", "--subblock-size", "4K",
+               "--duration", "20", "--no-baseline"]
+    client = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    restarted = None
+    mid_rebuild = False
+    try:
+        while client.poll() is None:
+            line = client.stderr.readline()
+            if "running" in line or not line:
+                break
+        threading.Thread(target=lambda: client.stderr.read(), daemon=True).start()
+        time.sleep(1.5)
+        a.send_signal(signal.SIGKILL)
+        a.process.wait()
+        restarted = vmd_process.start(vmd_path, "-m", "600", "-v", "-p", port_a)  # -v: log grants
+        if not restarted:
+            return f"{name}: vmd did not restart on port {port_a}"
+        # The client takes a fresh lease there and rebuilds its copy of ~336 MiB from the
+        # other donor at no more than 256 MiB/s: 0.3 s after the grant it is under way.
+        mid_rebuild = restarted.wait_for_log("granted lease", 20)
+        time.sleep(0.3)
+        restarted.send_signal(signal.SIGKILL)
+        out, _ = client.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        client.kill()
+        out, _ = client.communicate()
+    finally:
+        for vmd in (a, b, restarted):
+            vmd_process.stop(vmd)
+    verified = '"verified":true' in out
+    print(f"{name}: exit {client.returncode}, verified {verified}, fresh lease seen: {mid_rebuild}")
+    if client.returncode != 0 or not verified:
+        return f"{name}: exit {client.returncode}"
+    if not mid_rebuild:
+        return f"{name}: the client never took a fresh lease on the restarted donor"
+    return ""
+
+
 def main():
     vmd_path, bench = sys.argv[1], sys.argv[2]
     failures = []
@@ -75,6 +130,12 @@ def main():
             return 77
         if result:
             failures.append(result)
+    result = rebuild_case(vmd_path, bench)
+    if result is None:
+        print("SKIP: vmd did not start")
+        return 77
+    if result:
+        failures.append(result)
     return vmd_process.report(failures)
 
 
