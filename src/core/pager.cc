@@ -54,6 +54,21 @@ bool Pager::install(uintptr_t destination, const std::byte* source, size_t lengt
       continue;
     }
     if (error) continue;  // EAGAIN (no error set): the address space changed under us; retry the rest
+    if (error.code() == ENOENT) {
+      // One copy must stay within one VMA, and the program may have split the block's
+      // range into several (madvise or mprotect of single pages): copy the first page on
+      // its own, then the rest again. A page that is not in a registered mapping at all
+      // (unmapped behind our back) has nothing to receive the data: skip it.
+      error = Status::ok();
+      outcome = uffd_.copy(reinterpret_cast<void*>(destination + done), source + done, os::kPageSize, write_protect,
+                           /*wake=*/true, &error, &copied);
+      if (outcome == os::CopyOutcome::kExists) (void)uffd_.wake(reinterpret_cast<void*>(destination + done), os::kPageSize);
+      if (outcome == os::CopyOutcome::kDone || outcome == os::CopyOutcome::kExists || error.code() == ENOENT) {
+        done += os::kPageSize;
+        continue;
+      }
+      if (error) continue;  // EAGAIN
+    }
     if (quiet) return false;
     EMP_ERROR_LIMITED("pager", "%s at %#lx (+%zu bytes)", error.to_string().c_str(), destination + done, length - done);
     return false;

@@ -2,6 +2,8 @@
 
 #include "os/raw_syscalls.h"
 
+#include <time.h>
+
 namespace emp::os {
 namespace {
 
@@ -9,12 +11,43 @@ namespace {
 // address holds new memory; raw syscalls would leave stale shadow state behind, and a
 // block table mapped where an old one was would be reported as a race.
 #if defined(__SANITIZE_THREAD__)
-void* map_memory(size_t length, int flags) noexcept { return ::mmap(nullptr, length, PROT_READ | PROT_WRITE, flags, -1, 0); }
+void* map_memory(void* hint, size_t length, int flags) noexcept {
+  return ::mmap(hint, length, PROT_READ | PROT_WRITE, flags, -1, 0);
+}
 void unmap_memory(void* base, size_t length) noexcept { ::munmap(base, length); }
 #else
-void* map_memory(size_t length, int flags) noexcept { return raw_mmap(nullptr, length, PROT_READ | PROT_WRITE, flags, -1, 0); }
+void* map_memory(void* hint, size_t length, int flags) noexcept {
+  return raw_mmap(hint, length, PROT_READ | PROT_WRITE, flags, -1, 0);
+}
 void unmap_memory(void* base, size_t length) noexcept { raw_munmap(base, length); }
 #endif
+
+// EMP's own mappings (block tables, allocator books, staging, the heap arena) go to a
+// zone of the address space programs do not use: the kernel would otherwise put them in
+// the first hole below the mmap base — often a range the program has just unmapped and
+// is about to map again with MAP_FIXED at the same address (stress-ng's mmap stressor
+// does exactly that), which would silently replace EMP's memory with the program's. The
+// hint is only a hint: where it is taken the kernel places the mapping as usual. It is
+// drawn from the clock, so no state is kept. ThreadSanitizer wants its own placement.
+constexpr uintptr_t kZoneStart = 0x300000000000;  // 48 TiB
+constexpr uintptr_t kZoneBytes = 0x100000000000;  // 16 TiB
+void* zone_hint(size_t length, size_t alignment) noexcept {
+#if defined(__SANITIZE_THREAD__)
+  (void)length;
+  (void)alignment;
+  return nullptr;
+#else
+  if (length > kZoneBytes / 4 || alignment > kZoneBytes / 4) return nullptr;  // let the kernel place it
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  uint64_t x = static_cast<uint64_t>(now.tv_nsec) ^ (static_cast<uint64_t>(now.tv_sec) << 30) ^ (length * 0x9e3779b97f4a7c15ULL);
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  uintptr_t offset = (x % (kZoneBytes - length - alignment)) & ~(static_cast<uintptr_t>(alignment) - 1);
+  return reinterpret_cast<void*>(kZoneStart + offset);
+#endif
+}
 
 }  // namespace
 
@@ -23,7 +56,7 @@ Result<Mapping> Mapping::anonymous(size_t length, size_t alignment, bool populat
   if (alignment < 4096) alignment = 4096;
   size_t padded = length + alignment - 4096;
   int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-  void* raw = map_memory(padded, flags);
+  void* raw = map_memory(zone_hint(padded, alignment), padded, flags);
   if (raw == MAP_FAILED) return Status::from_errno("mmap");
   uintptr_t start = reinterpret_cast<uintptr_t>(raw);
   uintptr_t aligned = (start + alignment - 1) & ~(static_cast<uintptr_t>(alignment) - 1);

@@ -5,10 +5,12 @@
 //
 //   emp-preload-probe <scenario> [MiB]     scenarios: threads fork munmap mremap madvise
 //                                          realloc mappings protect heap daemon forkcopy
+//                                          remap vmasplit
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <cerrno>
@@ -185,6 +187,55 @@ void scenario_fork(size_t mib) {
   }
   if (waitpid(exec_child, &status, 0) != exec_child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     fail("fork+exec of /bin/true: status %#x", status);
+}
+
+// stress-ng's mmap pattern: a mapping unmapped page by page, then mapped back page by
+// page with MAP_FIXED at the same addresses, written, pushed out and read back. EMP's own
+// bookkeeping must never sit in the holes the program maps into again.
+void scenario_remap(size_t mib) {
+  size_t bytes = mib * kMiB, pages = bytes / kPage;
+  char* p = static_cast<char*>(map_anonymous(bytes));
+  fill(p, bytes, 71);
+  push_out(2 * bytes);
+  std::vector<size_t> order(pages);
+  for (size_t i = 0; i < pages; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(7));
+  for (size_t n = 0; n < pages; ++n) {
+    size_t page = order[n];
+    if (munmap(p + page * kPage, kPage) != 0) fail("munmap of page %zu: %s", page, std::strerror(errno));
+    if (n % 64 == 0 && page + 1 < pages && std::find(order.begin(), order.begin() + n, page + 1) == order.begin() + n)
+      expect_pattern(p + (page + 1) * kPage, kPage, 71, "a page beside one just unmapped", p);
+  }
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(8));
+  for (size_t page : order) {
+    void* q = mmap(p + page * kPage, kPage, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q != p + page * kPage) fail("mmap(MAP_FIXED) of page %zu: %s", page, std::strerror(errno));
+    expect_zero(q, kPage, "a page mapped again");
+    fill(q, kPage, 72, p);
+  }
+  push_out(2 * bytes);
+  expect_pattern(p, bytes, 72, "pages mapped again one by one, after eviction");
+  for (size_t page = 0; page < pages; ++page) munmap(p + page * kPage, kPage);
+}
+
+// madvise of single pages splits a mapping into many kernel VMAs (MADV_DONTDUMP here),
+// so a block's range spans several: its data must still come back whole, and blocks
+// cut by munmap there too.
+void scenario_vmasplit(size_t mib) {
+  size_t bytes = mib * kMiB;
+  char* p = static_cast<char*>(map_anonymous(bytes));
+  fill(p, bytes, 81);
+  push_out(2 * bytes);
+  for (size_t offset = kPage; offset < bytes; offset += 4 * kPage)
+    if (madvise(p + offset, kPage, MADV_DONTDUMP) != 0) fail("MADV_DONTDUMP: %s", std::strerror(errno));
+  expect_pattern(p, bytes, 81, "memory split into many mappings, read back after eviction");
+  fill(p, bytes, 82);
+  push_out(2 * bytes);
+  for (size_t offset = 6 * kPage; offset + kPage < bytes; offset += 64 * kPage)
+    if (munmap(p + offset, kPage) != 0) fail("munmap: %s", std::strerror(errno));
+  for (size_t offset = 0; offset < bytes; offset += kPage)
+    if ((offset / kPage) % 64 != 6 || offset < 6 * kPage || offset + kPage >= bytes)
+      expect_pattern(p + offset, kPage, 82, "a page beside holes in split mappings", p);
 }
 
 // Waits until process `pid` has exited (gone, or a zombie: its memory and descriptors
@@ -467,14 +518,15 @@ void scenario_heap(size_t mib) {
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s threads|fork|munmap|mremap|madvise|realloc|mappings|protect|heap|daemon|forkcopy [MiB]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s threads|fork|munmap|mremap|madvise|realloc|mappings|protect|heap|daemon|forkcopy|remap|vmasplit [MiB]\n", argv[0]);
     return 2;
   }
   const std::map<std::string, std::function<void(size_t)>> scenarios = {
       {"threads", scenario_threads}, {"fork", scenario_fork},         {"munmap", scenario_munmap},
       {"mremap", scenario_mremap},   {"madvise", scenario_madvise},   {"realloc", scenario_realloc},
       {"mappings", scenario_mappings}, {"protect", scenario_protect}, {"heap", scenario_heap},
-      {"daemon", scenario_daemon},     {"forkcopy", scenario_forkcopy}};
+      {"daemon", scenario_daemon},     {"forkcopy", scenario_forkcopy}, {"remap", scenario_remap},
+      {"vmasplit", scenario_vmasplit}};
   auto it = scenarios.find(argv[1]);
   if (it == scenarios.end()) {
     std::fprintf(stderr, "unknown scenario '%s'\n", argv[1]);
