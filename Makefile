@@ -4,7 +4,7 @@ PRESET      ?= release
 BUILD_DIR   := build/$(PRESET)
 JOBS        ?= $(shell nproc)
 DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev libssl-dev \
-                libgtest-dev libgmock-dev libbenchmark-dev python3 redis-server redis-tools
+                libgtest-dev libgmock-dev libbenchmark-dev python3 redis-server redis-tools stress-ng
 BENCH_PACKAGES := python3-matplotlib
 FUZZ_PACKAGES := clang libfuzzer-14-dev
 FUZZ_TARGETS := mem_path options vmd_session data_plane control_client control_request
@@ -16,7 +16,7 @@ export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 se
 export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps configure build test test-unit test-integration test-heavy test-vm test-asan test-tsan demo bench bench-compare clean format test-rdma test-old-kernel fuzz soak
+.PHONY: all deps configure build test test-unit test-integration test-heavy test-stress test-vm test-asan test-tsan demo bench bench-compare clean format test-rdma test-old-kernel fuzz soak
 
 all: build
 
@@ -30,7 +30,7 @@ build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 test: build
-	@cd $(BUILD_DIR) && ctest --output-on-failure -j 2 -LE 'rdma|vm|heavy|old-kernel' --timeout 600
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j 2 -LE 'rdma|vm|heavy|old-kernel|stress' --timeout 600
 
 test-unit: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L unit
@@ -45,6 +45,11 @@ test-heavy: build
 # A real QEMU (TCG) guest on EMP-managed RAM (scripts/vm/run.sh; a few minutes).
 test-vm: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L vm
+
+# stress-ng's memory stressors under libemp.so, 10 s each without EMP, over a file tier and
+# over a loopback vmd (tests/stress/stress.py); writes bench/results/latest/stress.md.
+test-stress: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -L stress
 
 test-asan:
 	@$(MAKE) --no-print-directory test PRESET=asan-ubsan

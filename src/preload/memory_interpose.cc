@@ -224,7 +224,11 @@ void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset)
   if (length == 0) return fail(EINVAL);
   Runtime* rt = runtime();
   if (rt && rt->arena() && in_allocator() && (flags & MAP_ANONYMOUS)) return arena_mmap(*rt, addr, length, flags);
-  if (Runtime* managing = managing_runtime()) return managed_mmap(*managing, addr, length, prot, flags, fd, offset);
+  if (Runtime* managing = managing_runtime()) {
+    if (flags & MAP_FIXED)  // what was there (and its wipe-on-fork advice) is replaced
+      managing->note_wipe_on_fork(reinterpret_cast<uintptr_t>(addr), emp::os::page_ceil(length), false);
+    return managed_mmap(*managing, addr, length, prot, flags, fd, offset);
+  }
   return emp::os::raw_mmap(addr, length, prot, flags, fd, offset);
 }
 
@@ -234,6 +238,8 @@ void* mmap64(void* addr, size_t length, int prot, int flags, int fd, off_t offse
 
 int munmap(void* addr, size_t length) {
   Runtime* rt = runtime();
+  if (Runtime* managing = managing_runtime())
+    managing->note_wipe_on_fork(reinterpret_cast<uintptr_t>(addr), emp::os::page_ceil(length), false);
   if (rt && in_arena(*rt, addr, emp::os::page_ceil(length))) {
     arena_munmap(*rt, addr, length);
     return 0;

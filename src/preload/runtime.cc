@@ -204,23 +204,21 @@ void Runtime::start_control(const char* mem_path, bool dram_auto) {
 
 void Runtime::note_wipe_on_fork(uintptr_t start, size_t length, bool wipe) noexcept {
   std::lock_guard lock(wipe_mutex_);
-  if (wipe) {
-    if (wipe_count_ < kMaxWipeRanges) {
-      wipe_[wipe_count_++] = Range{start, length};
+  if (!wipe && wipe_on_fork_.empty()) return;
+  try {
+    if (wipe) {
+      wipe_on_fork_.add(start, start + length);
     } else {
-      EMP_LOG_LIMITED(log::Level::kWarn, "preload", "more than %zu MADV_WIPEONFORK ranges: later ones are not tracked",
-                      kMaxWipeRanges);
+      wipe_on_fork_.remove(start, start + length);
     }
-    return;
+  } catch (const std::bad_alloc&) {
+    EMP_LOG_LIMITED(log::Level::kError, "preload", "no memory to record MADV_WIPEONFORK of %#lx (+%zu bytes)", start,
+                    length);
   }
-  for (size_t i = 0; i < wipe_count_; ++i)
-    if (wipe_[i].start == start && wipe_[i].length == length) wipe_[i] = wipe_[--wipe_count_];
 }
 
 bool Runtime::wiped_on_fork(uintptr_t start, size_t length) const noexcept {
-  for (size_t i = 0; i < wipe_count_; ++i)
-    if (start >= wipe_[i].start && start + length <= wipe_[i].start + wipe_[i].length) return true;
-  return false;
+  return wipe_on_fork_.contains(start, start + length);
 }
 
 namespace {
@@ -338,8 +336,9 @@ void Runtime::after_fork_in_child() noexcept {
     std::unique_ptr<core::Engine> child = rt->engine_->continue_in_child(std::move(pool));
     (void)rt->engine_.release();  // the parent's engine object: its threads are not here
     rt->engine_ = std::move(child);
-    for (size_t i = 0; i < rt->wipe_count_; ++i)
-      (void)rt->engine_->discard_range(reinterpret_cast<void*>(rt->wipe_[i].start), rt->wipe_[i].length);
+    rt->wipe_on_fork_.for_each([&](uintptr_t start, uintptr_t end) {
+      (void)rt->engine_->discard_range(reinterpret_cast<void*>(start), end - start);
+    });
     // The parent's control socket and dram:auto belong to the parent.
     (void)rt->control_.release();
     bool dram_auto = rt->dram_auto_ != nullptr;

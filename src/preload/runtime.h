@@ -19,6 +19,7 @@
 
 #include "control/control_server.h"
 #include "control/dram_auto.h"
+#include "common/range_set.h"
 #include "common/unique_fd.h"
 #include "core/engine.h"
 #include "preload/heap_arena.h"
@@ -57,7 +58,8 @@ class Runtime {
     return has_guest_memfd_.load(std::memory_order_acquire) ? &guest_memfd_ : nullptr;
   }
 
-  // MADV_WIPEONFORK / MADV_KEEPONFORK bookkeeping (a child reads zeros there).
+  // MADV_WIPEONFORK / MADV_KEEPONFORK bookkeeping (a child reads zeros there); munmap
+  // and MAP_FIXED replacements forget their range (wipe = false).
   void note_wipe_on_fork(uintptr_t start, size_t length, bool wipe) noexcept;
 
   // At exit: the EMP_STATS=1 summary, and the control socket is removed (the engine keeps
@@ -99,12 +101,7 @@ class Runtime {
   tier::Pool::RemoteFactory remote_factory_;
   unsigned replicas_ = 1;
   std::mutex wipe_mutex_;
-  static constexpr size_t kMaxWipeRanges = 64;
-  struct Range {
-    uintptr_t start = 0;
-    size_t length = 0;
-  } wipe_[kMaxWipeRanges];
-  size_t wipe_count_ = 0;
+  RangeSet wipe_on_fork_;  // the program's MADV_WIPEONFORK ranges (unmapped parts leave it)
 };
 
 // The global (nullptr before start-up or when EMP is not asked for).
