@@ -42,7 +42,9 @@ TEST(RangeSet, ThousandsOfRangesMatchAPageModel) {
   uintptr_t previous_end = 0;
   bool first = true;
   set.for_each([&](uintptr_t start, uintptr_t end) {
-    if (!first) EXPECT_GT(start, previous_end) << "ranges must not touch or overlap";
+    if (!first) {
+      EXPECT_GT(start, previous_end) << "ranges must not touch or overlap";
+    }
     first = false;
     previous_end = end;
     pages += (end - start) / 4096;
