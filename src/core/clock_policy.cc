@@ -11,24 +11,25 @@ size_t ClockPolicy::select(std::span<Victim> out, uint64_t max_bytes, RegionTabl
     if (region_cursor_ >= snapshot_->size()) region_cursor_ = block_cursor_ = 0;
   }
   *keep_alive = snapshot_;
-  const auto& regions = *snapshot_;
+  const RegionSet& regions = *snapshot_;
   if (regions.empty() || out.empty()) return 0;
-  uint64_t total_blocks = 0;
-  for (const auto& region : regions) total_blocks += region->block_count();
+  const uint64_t total_blocks = regions.block_count();
 
   size_t found = 0;
   uint64_t bytes = 0;
+  Region* current = regions[region_cursor_].get();  // O(log n): looked up when the hand moves on
   // Heat is at most 3, so four full sweeps find every evictable block.
   for (uint64_t visited = 0; visited < 4 * total_blocks + 4 && found < out.size(); ++visited) {
-    if (block_cursor_ >= regions[region_cursor_]->block_count()) {
+    if (block_cursor_ >= current->block_count()) {
       block_cursor_ = 0;
       if (++region_cursor_ >= regions.size()) {
         region_cursor_ = 0;
         epoch_.fetch_add(1, std::memory_order_relaxed);
       }
+      current = regions[region_cursor_].get();
       continue;
     }
-    Region& region = *regions[region_cursor_];
+    Region& region = *current;
     size_t index = block_cursor_++;
     if (region.retired()) continue;
     BlockMeta& block = region.block(index);

@@ -20,11 +20,19 @@ Region::Region(uintptr_t base, size_t length, uint64_t block_size, uint64_t subb
   size_t zones = ((length - 1) >> kLocalityZoneShift) + 1;
   size_t zones_offset = (block_count_ * sizeof(BlockMeta) + alignof(FaultLocality) - 1) / alignof(FaultLocality) *
                         alignof(FaultLocality);
-  auto table = os::Mapping::anonymous(zones_offset + zones * sizeof(FaultLocality));
-  throw_if_error(table.status());
-  table_ = std::move(*table);
-  blocks_ = new (table_.data()) BlockMeta[block_count_];
-  zones_ = new (static_cast<std::byte*>(table_.data()) + zones_offset) FaultLocality[zones];
+  table_bytes_ = zones_offset + zones * sizeof(FaultLocality);
+  std::byte* table = nullptr;
+  if (table_bytes_ <= kSmallTableBytes) {
+    small_table_.reset(new std::byte[table_bytes_]());
+    table = small_table_.get();
+  } else {
+    auto mapping = os::Mapping::anonymous(table_bytes_);
+    throw_if_error(mapping.status());
+    table_ = std::move(*mapping);
+    table = table_.data();
+  }
+  blocks_ = new (table) BlockMeta[block_count_];
+  zones_ = new (table + zones_offset) FaultLocality[zones];
 }
 
 Region::~Region() {

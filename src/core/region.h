@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <cstddef>
 #include <cstdint>
 
@@ -81,7 +82,7 @@ class Region {
   bool owns_memory() const noexcept { return owns_memory_; }
   // Before the region is shared: the caller keeps the memory after all.
   void disown() noexcept { owns_memory_ = false; }
-  size_t metadata_bytes() const noexcept { return table_.size(); }
+  size_t metadata_bytes() const noexcept { return table_bytes_; }
   // A retired region is being removed: no new fills or evictions may start in it.
   bool retired() const noexcept { return retired_.load(std::memory_order_acquire); }
   void retire() noexcept { retired_.store(true, std::memory_order_release); }
@@ -95,6 +96,7 @@ class Region {
   bool shared_memory() const noexcept { return shared_memory_; }
   void set_shared_memory() noexcept { shared_memory_ = true; }
   static constexpr unsigned kLocalityZoneShift = 25;  // 32 MiB
+  static constexpr size_t kSmallTableBytes = 16 << 10;  // tables up to this size live on the heap
   // The locality record of the zone holding block `index`.
   FaultLocality& locality(size_t index) noexcept {
     return zones_[(block_range(index).start - base_) >> kLocalityZoneShift];
@@ -126,7 +128,12 @@ class Region {
   bool shared_memory_ = false;
   std::atomic<bool> retired_{false};
   std::atomic<bool> unreadable_{false};
-  os::Mapping table_;  // the block table, then the locality zones
+  // The block table, then the locality zones: a small one on the heap (a program with
+  // a hundred thousand small mappings must not get as many extra kernel mappings), a
+  // large one in a mapping of its own (zero pages until touched).
+  size_t table_bytes_ = 0;
+  std::unique_ptr<std::byte[]> small_table_;
+  os::Mapping table_;
   BlockMeta* blocks_;
   FaultLocality* zones_;
 };

@@ -118,9 +118,8 @@ std::unique_ptr<tier::Tier::ChildPreparation> RemoteTier::prepare_child() noexce
     auto preparation = std::make_unique<DonorPreparation>();
     preparation->control = ControlClient::connect(control_config());
     preparation->grant = preparation->control->lease(spec_.size_bytes, provider_, ticket);
-    if (provider_ != Provider::kVerbs) {  // libfabric's state is not carried across fork
+    if (provider_ == Provider::kShm)  // no connection: the memory file came with the grant
       preparation->link = make_link(*preparation->control, preparation->grant);
-    }
     return preparation;
   } catch (const std::exception& error) {
     EMP_WARN("remote", "donor %s: cannot attach a forked child to lease %llx before the fork (%s); it attaches by "
@@ -147,9 +146,9 @@ std::unique_ptr<tier::Tier> RemoteTier::continue_in_child(std::unique_ptr<ChildP
   if (prepared && prepared->control) {
     child->control_ = std::move(prepared->control);
     if (prepared->link) child->link_ = std::move(prepared->link);
-    else child->reconnect_needed_ = true;  // verbs: the supervisor makes the data path
+    else child->pending_grant_ = prepared->grant;  // the data path at the first I/O
   } else if (child->leased_.load()) {
-    child->reconnect_needed_ = true;  // attach by resuming the parent's lease
+    child->dormant_.store(true);  // attach by resuming the parent's lease at the first I/O
   }
   child->supervisor_ = std::thread([raw = child.get()] { raw->supervise(); });
   return child;
@@ -173,7 +172,15 @@ void RemoteTier::lease_locked(const char* how) {
 Status RemoteTier::take_deferred_lease() noexcept {
   std::lock_guard lock(state_mu_);
   if (leased_.load(std::memory_order_acquire)) return Status::ok();
-  if (!control_) return Status::error(EIO, "donor unreachable");
+  if (!control_) {
+    // A forked child's tier (or one whose connection broke) has none yet: make it here.
+    try {
+      control_ = ControlClient::connect(control_config());
+    } catch (const std::exception& error) {
+      EMP_ERROR_LIMITED("remote", "donor %s: %s", where_.c_str(), error.what());
+      return Status::error(EIO, "donor unreachable");
+    }
+  }
   try {
     lease_locked(" (taken at the first eviction)");
     return Status::ok();
@@ -259,6 +266,17 @@ std::shared_ptr<RemoteTier::Link> RemoteTier::wait_for_link(Deadline deadline) n
   while (true) {
     if (health() == tier::TierHealth::kLost || stopping_) return nullptr;
     if (link_ && !link_->broken()) return link_;
+    if (!link_ && pending_grant_ && control_) {
+      // A forked child's first I/O: the data path to the lease its parent attached it to.
+      protocol::LeaseGrant grant = *pending_grant_;
+      pending_grant_.reset();
+      try {
+        link_ = make_link(*control_, grant);
+        return link_;
+      } catch (const std::exception& error) {
+        EMP_INFO("remote", "donor %s: %s; reconnecting", where_.c_str(), error.what());
+      }
+    }
     if (!reconnect_needed_) {
       reconnect_needed_ = true;
       state_cv_.notify_all();
@@ -305,6 +323,13 @@ uint64_t RemoteTier::data_epoch() const noexcept {
 }
 
 Status RemoteTier::transfer(std::span<const tier::IoSpan> spans, bool is_read) noexcept {
+  if (dormant_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(state_mu_);
+    if (dormant_.exchange(false)) {
+      reconnect_needed_ = true;  // the supervisor attaches to the parent's lease
+      state_cv_.notify_all();
+    }
+  }
   if (!leased_.load(std::memory_order_acquire)) {
     if (is_read) return Status::error(EIO, "nothing was written to this donor");
     Status leased = take_deferred_lease();
@@ -353,7 +378,9 @@ void RemoteTier::supervise() noexcept {
         state_cv_.wait(lock, [&] { return stopping_; });
         return;
       }
-      need = reconnect_needed_ || !control_ || (leased_.load() && (!link_ || link_->broken()));
+      if (dormant_.load()) continue;  // a forked child that has not used the donor yet
+      need = reconnect_needed_ || !control_ ||
+             (leased_.load() && !pending_grant_ && (!link_ || link_->broken()));
     }
     if (!need) {
       tier::TierCounters counters = this->counters();

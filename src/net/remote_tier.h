@@ -75,10 +75,11 @@ class RemoteTier final : public tier::Tier {
   uint64_t data_epoch() const noexcept override;
   void abandon_in_child() noexcept override;
   // fork(): the parent attaches a control connection of the child's own to the lease
-  // (and, for shm and tcp, the child's data path), so vmd keeps the lease while the
-  // child lives even if the parent exits; the child adopts them and starts its own
-  // supervisor. Without a preparation (the donor was unreachable at the fork, or verbs)
-  // the child attaches by itself, which works while another holder keeps the lease.
+  // (and, for shm, the child's data path; tcp and verbs connect theirs at the child's
+  // first I/O), so vmd keeps the lease while the child lives even if the parent exits;
+  // the child adopts them and starts its own supervisor. Without a preparation (the
+  // parent had nothing on this donor, or it was unreachable) the child attaches by
+  // itself at its first I/O, which works while another holder keeps the lease.
   std::unique_ptr<ChildPreparation> prepare_child() noexcept override;
   std::unique_ptr<Tier> continue_in_child(std::unique_ptr<ChildPreparation> preparation) override;
   void forget(uint64_t offset, uint64_t length) noexcept override;
@@ -148,6 +149,10 @@ class RemoteTier final : public tier::Tier {
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<bool> fail_fast_{false};
   std::atomic<bool> leased_{false};  // false while the donor was full at start (deferred lease)
+  // A forked child's tier: attach to the parent's lease at the first I/O (no
+  // connection until then), or make the data path from a grant the parent got for it.
+  std::atomic<bool> dormant_{false};
+  std::optional<protocol::LeaseGrant> pending_grant_;  // state_mu_
 
   // Which 4 KiB granules hold data written in the current data epoch (consulted only
   // after a loss).

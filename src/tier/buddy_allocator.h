@@ -31,6 +31,7 @@ class BuddyAllocator {
   std::optional<Extent> take_up_to(uint64_t bytes) noexcept;
   void release(uint64_t offset, uint64_t bytes) noexcept;
   uint64_t free_bytes() const noexcept;
+  uint64_t capacity_bytes() const noexcept { return static_cast<uint64_t>(units_) * kUnit; }
   static uint64_t rounded_size(uint64_t bytes) noexcept;
 
  private:

@@ -105,7 +105,12 @@ bool Pool::owns(Slot slot, uint64_t bytes) const noexcept {
 std::vector<std::unique_ptr<Tier::ChildPreparation>> Pool::prepare_child_tiers() noexcept {
   std::vector<std::unique_ptr<Tier::ChildPreparation>> preparations;
   try {
-    for (auto& member : tiers_) preparations.push_back(member.tier->prepare_child());
+    for (auto& member : tiers_) {
+      // A tier with nothing allocated holds nothing the child may read: the child
+      // attaches to it at its first use (fork-heavy programs then cost the donor nothing).
+      bool holds_data = !member.whole || member.allocator->free_bytes() < member.allocator->capacity_bytes();
+      preparations.push_back(holds_data ? member.tier->prepare_child() : nullptr);
+    }
   } catch (...) {
     preparations.clear();  // no memory: the child's tiers attach by themselves
   }

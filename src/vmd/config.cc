@@ -26,7 +26,7 @@ EMP memory exporter: donates <MiB> of this node's DRAM to EMP clients over libfa
   -p PORT              control port (0: any free port, printed at start)     [19675]
   -d DEVICE            'tcp', or an RDMA device (InfiniBand/RoCE/iWARP, e.g.
                        mlx5_0, rxe0) served with the libfabric verbs provider [tcp]
-  -c N                 maximum concurrent clients                              [64]
+  -c N                 maximum concurrent clients (a forked child is one too)  [1024]
   -v                   verbose (repeat for debug)
   --bind ADDR          listen address (default: all addresses when an auth key
                        is configured, 127.0.0.1 otherwise)

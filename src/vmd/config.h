@@ -19,7 +19,7 @@ struct VmdConfig {
   uint64_t pool_bytes = 0;          // -m MiB (required)
   uint16_t port = 19675;            // -p
   std::string device = "tcp";       // -d: "tcp" or an RDMA device name (verbs)
-  unsigned max_clients = 64;        // -c
+  unsigned max_clients = 1024;      // -c
   int verbosity = 0;                // -v (repeatable)
   std::string bind_address;         // --bind; default: any with a key, loopback without
   bool bind_given = false;
