@@ -277,6 +277,15 @@ void Runtime::before_fork() noexcept {
     rt->fork_share_ = rt->make_fork_share(&refused);
   }
   t_fork_prepared = false;
+  // No signal handler may run until both processes' engines serve faults again: the
+  // parent holds every block, and the child's memory is registered with its new
+  // userfaultfd before its fault threads exist. A handler whose stack is managed memory
+  // (stress-ng puts its alternate signal stacks there) would fault, and a thread with
+  // a signal pending cannot wait for that fault to be served: it spins in the kernel.
+  // fork() copies the mask; after_fork_* restore it.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &rt->fork_saved_mask_);
   rt->wipe_mutex_.lock();
   // The child holds one end for its life (and its children inherit it); the parent's
   // watch thread learns from the other when the child's share may come back.
@@ -314,6 +323,7 @@ void Runtime::after_fork_in_parent() noexcept {
   rt->fork_parent_end_.reset();
   rt->wipe_mutex_.unlock();
   rt->fork_mutex_.unlock();
+  pthread_sigmask(SIG_SETMASK, &rt->fork_saved_mask_, nullptr);
 }
 
 void Runtime::after_fork_in_child() noexcept {
@@ -344,6 +354,7 @@ void Runtime::after_fork_in_child() noexcept {
     bool dram_auto = rt->dram_auto_ != nullptr;
     (void)rt->dram_auto_.release();
     rt->start_control(rt->mem_path_.c_str(), dram_auto);
+    pthread_sigmask(SIG_SETMASK, &rt->fork_saved_mask_, nullptr);  // the engine serves faults now
     return;
   } catch (const std::exception& e) {
     EMP_ERROR("preload", "forked child %d cannot start EMP (%s): it keeps the memory resident at the fork only",
@@ -367,6 +378,7 @@ void Runtime::after_fork_in_child() noexcept {
     sigemptyset(&action.sa_mask);
     ::sigaction(SIGSEGV, &action, &g_previous_segv);
   }
+  pthread_sigmask(SIG_SETMASK, &rt->fork_saved_mask_, nullptr);
 }
 
 void Runtime::at_exit() noexcept {

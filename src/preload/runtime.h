@@ -9,6 +9,8 @@
 // touch managed memory until the process is gone. Thread-safe after start().
 #pragma once
 
+#include <signal.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -96,6 +98,7 @@ class Runtime {
   std::unique_ptr<tier::ChildShare> fork_share_;
   UniqueFd fork_parent_end_, fork_child_end_;
   std::vector<UniqueFd> lineage_;  // in a forked child: its ends of its ancestors' socketpairs
+  sigset_t fork_saved_mask_{};      // the forking thread's signal mask (all are blocked during the fork)
   // What the pool was made from: a forked child's own tiers (opened at first use).
   std::vector<TierSpec> tier_specs_;
   tier::Pool::RemoteFactory remote_factory_;
