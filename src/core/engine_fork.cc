@@ -50,6 +50,11 @@ std::unique_ptr<Engine> Engine::continue_in_child(std::unique_ptr<tier::Pool> po
   config.uffd = uffd_options_;
   os::Userfaultfd uffd = os::Userfaultfd::open(config.uffd);
   std::unique_ptr<Engine> child(new Engine(std::move(config), std::move(uffd)));
+  // Fault threads first: once a range is registered, anything that touches it (glibc
+  // does, in pthread_create, when it reuses the stack of a thread the child does not
+  // have and clears that thread's TLS bookkeeping on the program's heap) needs a thread
+  // to serve the fault. A region is in the table before it is registered.
+  child->faults_.start(child->options_.fault_threads);
   uint64_t resident = 0;
   for (const auto& region : *fork_snapshot_) {
     for (size_t k = 0; k < region->block_count(); ++k) {
@@ -61,14 +66,13 @@ std::unique_ptr<Engine> Engine::continue_in_child(std::unique_ptr<tier::Pool> po
       if (BlockMeta::is_resident(word)) resident += region->block_range(k).length;
       block.store_unowned(word);
     }
-    throw_if_error(child->uffd_.register_range(reinterpret_cast<void*>(region->base()), region->length()));
     child->regions_.insert(region);
+    throw_if_error(child->uffd_.register_range(reinterpret_cast<void*>(region->base()), region->length()));
     if (Status status = child->pool_->reserve(region->reserved_pool_bytes()); !status)
       EMP_WARN("engine", "forked child: %s", status.to_string().c_str());
   }
   child->budget_.force_charge(resident);
   child->evictor_.start();
-  child->faults_.start(child->options_.fault_threads);
   EMP_INFO("engine", "forked child continues with its own engine: %s resident, %zu regions",
            std::to_string(resident).c_str(), fork_snapshot_->size());
   return child;

@@ -242,16 +242,17 @@ void scenario_vmasplit(size_t mib) {
 
 // Signals racing fork(): the alternate signal stack is managed memory that has been
 // evicted, another thread keeps signalling the whole process group, and the main thread
-// forks children that read the parent's data. Every child must exit in time.
-// Not in the preload suite yet: it reproduces an open bug (issue 15's note) — in the
-// child, glibc's pthread_create reuses the stack of a thread the child does not have
-// and touches its TLS bookkeeping, which the program's heap (managed memory) holds,
-// before the child's engine has a thread to serve that fault.
+// forks children that read the parent's data. Every child must exit in time: a
+// signal's frame must not land on managed memory before the child's engine serves
+// faults, and glibc's pthread_create in the child (it reuses the stack of a thread the
+// child does not have and clears that thread's TLS bookkeeping on the program's heap)
+// must find a fault thread there.
 volatile sig_atomic_t g_signals = 0;
 void count_signal(int) { g_signals = g_signals + 1; }
 
 void scenario_forksignal(size_t mib) {
   size_t bytes = mib * kMiB;
+  if (setpgid(0, 0) != 0) fail("setpgid: %s", std::strerror(errno));  // signal only this process and its children
   char* alternate = static_cast<char*>(map_anonymous(256 * 1024));
   std::memset(alternate, 0, 256 * 1024);
   stack_t stack{};

@@ -80,7 +80,7 @@ TEST_P(ProbeScenario, PassesUnderEmp) {
 
 INSTANTIATE_TEST_SUITE_P(Preload, ProbeScenario,
                          ::testing::Values("threads", "fork", "munmap", "mremap", "madvise", "realloc", "mappings",
-                                           "protect", "heap", "remap", "vmasplit"),
+                                           "protect", "heap", "remap", "vmasplit", "forksignal"),
                          [](const auto& param_info) { return std::string(param_info.param); });
 
 TEST_F(PreloadTest, ProbeScenariosAlsoPassWithoutEmp) {
