@@ -326,6 +326,7 @@ Status RemoteTier::transfer(std::span<const tier::IoSpan> spans, bool is_read) n
   if (dormant_.load(std::memory_order_acquire)) {
     std::lock_guard lock(state_mu_);
     if (dormant_.exchange(false)) {
+      first_attach_.store(true);
       reconnect_needed_ = true;  // the supervisor attaches to the parent's lease
       state_cv_.notify_all();
     }
@@ -452,9 +453,14 @@ void RemoteTier::reconnect() noexcept {
         reconnect_needed_ = false;
       }
       health_.store(data_lost_.load() ? tier::TierHealth::kDegraded : tier::TierHealth::kHealthy);
-      reconnects_.fetch_add(1);
-      EMP_WARN("remote", "donor %s: reconnected (%s lease %llx)", where_.c_str(), lost ? "new" : "resumed",
-               static_cast<unsigned long long>(grant.lease_id));
+      if (first_attach_.exchange(false) && !lost) {
+        EMP_INFO("remote", "donor %s: this forked process attached to its parent's lease %llx", where_.c_str(),
+                 static_cast<unsigned long long>(grant.lease_id));
+      } else {
+        reconnects_.fetch_add(1);
+        EMP_WARN("remote", "donor %s: reconnected (%s lease %llx)", where_.c_str(), lost ? "new" : "resumed",
+                 static_cast<unsigned long long>(grant.lease_id));
+      }
       state_cv_.notify_all();
       return;
     } catch (const ControlError& error) {

@@ -152,6 +152,7 @@ class RemoteTier final : public tier::Tier {
   // A forked child's tier: attach to the parent's lease at the first I/O (no
   // connection until then), or make the data path from a grant the parent got for it.
   std::atomic<bool> dormant_{false};
+  std::atomic<bool> first_attach_{false};  // the next reconnect is that first attach, not a recovery
   std::optional<protocol::LeaseGrant> pending_grant_;  // state_mu_
 
   // Which 4 KiB granules hold data written in the current data epoch (consulted only
