@@ -22,25 +22,40 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import vmd as vmd_process  # noqa: E402  (tests/testing/vmd.py)
 
 
-def run_case(vmd_path, bench, name, transport, action, both=False):
-    a = vmd_process.start(vmd_path, "-m", "320")
-    b = vmd_process.start(vmd_path, "-m", "320")
+def start_donors(vmd_path, mib):
+    """Two vmds of `mib` MiB each, or None (neither left running) when one did not start."""
+    a = vmd_process.start(vmd_path, "-m", str(mib))
+    b = vmd_process.start(vmd_path, "-m", str(mib))
     if not a or not b:
         vmd_process.stop(a)
         vmd_process.stop(b)
         return None
+    return a, b
+
+
+def start_bench(command, env):
+    """emp-bench, returned once its measured phase runs (it says so on stderr): data is
+    evicted by then."""
+    client = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while client.poll() is None:
+        line = client.stderr.readline()
+        if "running" in line or not line:
+            break
+    return client
+
+
+def run_case(vmd_path, bench, name, transport, action, both=False):
+    donors = start_donors(vmd_path, 320)
+    if not donors:
+        return None
+    a, b = donors
     port_a, port_b = a.port, b.port
     env = dict(os.environ, EMP_REPLICAS="2", EMP_TRANSPORT=transport)
     command = [bench, "--tier", f"127.0.0.1:256:{port_a}|127.0.0.1:256:{port_b}", "--working-set", "192M",
                "--local", "25%", "--pattern", "rand", "--block-size", "4K", "--subblock-size", "4K",
                "--duration", "6", "--no-baseline"]
     started = time.monotonic()
-    client = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Strike once the measured phase runs (emp-bench says so on stderr): data is evicted.
-    while client.poll() is None:
-        line = client.stderr.readline()
-        if "running" in line or not line:
-            break
+    client = start_bench(command, env)
     time.sleep(1.5)  # into the measured phase, with evictions on both copies
     for vmd in ([a, b] if both else [a]):
         vmd.send_signal(action)
@@ -69,25 +84,19 @@ def run_case(vmd_path, bench, name, transport, action, both=False):
 def rebuild_case(vmd_path, bench):
     """Kills a copy's donor, restarts it, and kills it again mid-rebuild."""
     name = "SIGKILL a donor during the rebuild of its copy (tcp)"
-    a = vmd_process.start(vmd_path, "-m", "600")
-    b = vmd_process.start(vmd_path, "-m", "600")
-    if not a or not b:
-        vmd_process.stop(a)
-        vmd_process.stop(b)
+    donors = start_donors(vmd_path, 600)
+    if not donors:
         return None
+    a, b = donors
     port_a = a.port
     env = dict(os.environ, EMP_REPLICAS="2", EMP_TRANSPORT="tcp")
     command = [bench, "--tier", f"127.0.0.1:512:{port_a}|127.0.0.1:512:{b.port}", "--working-set", "448M",
                "--local", "25%", "--pattern", "rand", "--block-size", "4K", "--subblock-size", "4K",
                "--duration", "20", "--no-baseline"]
-    client = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = start_bench(command, env)
     restarted = None
     mid_rebuild = False
     try:
-        while client.poll() is None:
-            line = client.stderr.readline()
-            if "running" in line or not line:
-                break
         threading.Thread(target=lambda: client.stderr.read(), daemon=True).start()
         time.sleep(1.5)
         a.send_signal(signal.SIGKILL)
