@@ -122,8 +122,10 @@ void print_stats_table(const JsonValue& reply) {
               size_text(s.u64("budget_bytes")).c_str(), size_text(s.u64("peak_resident_bytes")).c_str(),
               size_text(dram->u64("slack_bytes")).c_str());
   std::printf("  dram mode      %s\n", dram_line(*dram).c_str());
-  std::printf("  managed        %s in %llu regions, metadata %s\n", size_text(s.u64("managed_bytes")).c_str(),
-              (unsigned long long)s.u64("regions"), size_text(s.u64("metadata_bytes")).c_str());
+  std::printf("  managed        %s in %llu regions, metadata %s; kernel-served until needed %s (taken over %llu)\n",
+              size_text(s.u64("managed_bytes")).c_str(), (unsigned long long)s.u64("regions"),
+              size_text(s.u64("metadata_bytes")).c_str(), size_text(s.u64("deferred_bytes")).c_str(),
+              (unsigned long long)s.u64("takeovers"));
   std::printf("  second tier    %s read, %s written; pool %s reserved of %s; io errors %llu\n",
               size_text(s.u64("bytes_read")).c_str(), size_text(s.u64("bytes_written")).c_str(),
               size_text(s.u64("pool_reserved")).c_str(), size_text(s.u64("pool_capacity")).c_str(),

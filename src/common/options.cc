@@ -59,6 +59,11 @@ std::vector<OptionInfo> build_table() {
                    "sequential-stream prefetch: a forward stream of faults fetches a growing window of the next blocks "
                    "(up to 1M) with each fault",
                    [](Options& o, std::string_view v) { o.prefetch = parse_bool("EMP_PREFETCH", v); }});
+  table.push_back({"EMP_DEFER", "defer", "1",
+                   "an application mapping that fits in the free DRAM budget is served by the kernel (no userfaultfd "
+                   "faults) until the budget needs its pages; then EMP takes it over. 0: every mapping faults through "
+                   "EMP from its first touch",
+                   [](Options& o, std::string_view v) { o.defer = parse_bool("EMP_DEFER", v); }});
   table.push_back({"EMP_REPLICAS", "replicas", "1", "copies of each evicted block on distinct donors (1..3)",
                    [](Options& o, std::string_view v) {
                      auto n = parse_uint(v);

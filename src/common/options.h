@@ -32,6 +32,7 @@ struct Options {
   bool csf = true;
   bool elastic = false;
   bool prefetch = true;
+  bool defer = true;  // memory that fits in the budget is served by the kernel until needed
   unsigned replicas = 1;
   unsigned fault_threads = 2;
   std::string transport = "auto";  // auto (the donor's own: verbs or tcp), tcp, verbs, shm

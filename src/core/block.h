@@ -12,6 +12,8 @@
 //   Empty ──fill(zeros)──► Resident ◄──fill(tier)── Evicted        to_resident / to_prefetched
 //     ▲                      │ evict: clean+no copy → Empty, else → Evicted    to_evicted
 //     └──────────────────────┘        (a range discard: any state → Empty)     to_empty
+//   Empty ──take over (pages the kernel populated in a deferred region)──► Resident
+//                                                                          to_taken_over
 #pragma once
 
 #include <atomic>
@@ -79,6 +81,12 @@ class BlockMeta {
   // flag and the write streak (unless a proven write renews it) are kept.
   static constexpr uint32_t to_resident(uint32_t word, FillMode mode, uint32_t frequency) noexcept {
     return with_heat(with_frequency(filled(word, mode), frequency), frequency);
+  }
+  // A block of a deferred region (core/region.h) whose pages the kernel populated, taken
+  // over by EMP: Resident, dirty (memory holds its only copy) and cold (heat 0: the
+  // CLOCK's first candidates), no write prediction.
+  static constexpr uint32_t to_taken_over(uint32_t word) noexcept {
+    return with_heat(filled(word, FillMode::kWritten), 0);
   }
   // A readahead fill: Resident and cold until a fault proves otherwise (heat 0, frequency
   // kept); clean and write-protected, or dirty and writable for a write stream.
@@ -176,8 +184,8 @@ class BlockMeta {
     word_.store(word & ~kBusy, std::memory_order_release);
     word_.notify_all();
   }
-  // Only where no other thread can touch the block (a forked child before its engine
-  // starts): sets the word, busy bit included, as given.
+  // Only where no other thread can change the block (a forked child before its engine
+  // starts, or the busy owner of a take-over): sets the word, busy bit included, as given.
   void store_unowned(uint32_t word) noexcept { word_.store(word, std::memory_order_relaxed); }
 
   // CLOCK: lowers the heat of a resident, idle block by one. Returns true if the block

@@ -52,7 +52,9 @@ Engine::Engine(EngineConfig config, os::Userfaultfd uffd)
       evictor_(clock_, pager_, budget_, counters_, *pool_, options_.block_size),
       faults_(uffd_, regions_, pager_, evictor_, clock_, budget_, counters_, *pool_, options_,
               config.fatal ? std::move(config.fatal) : FatalHandler(default_fatal)),
-      uffd_options_(config.uffd) {}
+      uffd_options_(config.uffd) {
+  evictor_.set_take_over([this] { take_over_deferred(); });
+}
 
 Engine::~Engine() {
   if (options_.print_stats) {
@@ -77,10 +79,10 @@ Result<void*> Engine::map(size_t length) noexcept {
   return reinterpret_cast<void*>(base);
 }
 
-Status Engine::adopt(void* address, size_t length, bool reserve_pool) noexcept {
+Status Engine::adopt(void* address, size_t length, bool reserve_pool, bool may_defer) noexcept {
   uintptr_t base = reinterpret_cast<uintptr_t>(address);
   if (base % os::kPageSize || length == 0 || length % os::kPageSize) return Status::error(EINVAL, "adopt: range not page aligned");
-  return add_region(base, length, {.reserve_pool = reserve_pool});
+  return add_region(base, length, {.reserve_pool = reserve_pool, .may_defer = may_defer && options_.defer});
 }
 
 Status Engine::adopt_shared(void* address, size_t length, bool reserve_pool) noexcept {
@@ -102,23 +104,32 @@ Status Engine::add_region(uintptr_t base, size_t length, RegionKind kind) noexce
   } catch (const std::exception&) {
     return Status::error(ENOMEM, "block table");
   }
+  // Deferred while the whole region fits in the budget below the evictor's headroom.
+  bool deferred = kind.may_defer && !kind.shared_memory &&
+                  budget_.try_charge_below(length, budget_.low_watermark(evictor_.min_headroom()));
   // Until the region is in the table the caller still owns the memory.
   auto fail = [&](Status status, bool reserved, bool registered) {
     region->disown();
     if (registered) (void)uffd_.unregister_range(reinterpret_cast<void*>(base), length);
     if (reserved) pool_->unreserve(region->reserved_pool_bytes());
+    if (deferred) budget_.uncharge(length);
     return status;
   };
   Status status = pool_->reserve(region->reserved_pool_bytes());
   if (!status) return fail(status, false, false);
-  os::raw_madvise(reinterpret_cast<void*>(base), length, MADV_NOHUGEPAGE);
-  status = uffd_.register_range(reinterpret_cast<void*>(base), length);
-  if (!status) return fail(status, true, false);
+  if (deferred) {
+    region->set_deferred();
+  } else {
+    os::raw_madvise(reinterpret_cast<void*>(base), length, MADV_NOHUGEPAGE);
+    status = uffd_.register_range(reinterpret_cast<void*>(base), length);
+    if (!status) return fail(status, true, false);
+  }
   try {
     regions_.insert(region);
   } catch (const std::exception&) {
-    return fail(Status::error(EEXIST, "range overlaps an EMP-managed region"), true, true);
+    return fail(Status::error(EEXIST, "range overlaps an EMP-managed region"), true, !deferred);
   }
+  if (deferred) deferred_bytes_.fetch_add(length, std::memory_order_relaxed);
   return Status::ok();
 }
 
@@ -138,7 +149,14 @@ Status Engine::release_locked(void* address) noexcept {
     free_slot(*region, i, &word);
     block.release(0);
   }
-  (void)uffd_.unregister_range(reinterpret_cast<void*>(region->base()), region->length());
+  // A deferred region (never taken over: take_over skips retired regions) was charged at
+  // its length and never registered.
+  if (region->deferred()) {
+    budget_.uncharge(region->length());
+    deferred_bytes_.fetch_sub(region->length(), std::memory_order_relaxed);
+  } else {
+    (void)uffd_.unregister_range(reinterpret_cast<void*>(region->base()), region->length());
+  }
   pool_->unreserve(region->reserved_pool_bytes());
   if (!region->owns_memory())
     os::raw_madvise(reinterpret_cast<void*>(region->base()), region->length(), MADV_DONTNEED);
@@ -175,6 +193,8 @@ EngineStats Engine::stats() const {
   s.evict_stages = snapshot_of(counters_.evict_stages);
   auto regions = regions_.snapshot();
   s.regions = regions->size();
+  s.deferred_bytes = deferred_bytes_.load();
+  s.takeovers = counters_.takeovers.load();
   for (const auto& region : *regions) {
     s.managed_bytes += region->length();
     s.metadata_bytes += region->metadata_bytes();

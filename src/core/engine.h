@@ -50,8 +50,11 @@ class Engine {
   Result<void*> map(size_t length) noexcept;
   // Puts an existing, never-touched anonymous private mapping under EMP. With
   // `reserve_pool` false the region takes second-tier space only as it is evicted (the
-  // preload's heap arena, which is sized to the whole pool).
-  Status adopt(void* address, size_t length, bool reserve_pool = true) noexcept;
+  // preload's heap arena, which is sized to the whole pool). With `may_defer` (an
+  // application's mmap under libemp.so) and Options::defer, a mapping that fits in the
+  // free budget is deferred: the kernel serves it until the budget needs room (see
+  // Region::deferred and take_over_deferred).
+  Status adopt(void* address, size_t length, bool reserve_pool = true, bool may_defer = false) noexcept;
   // Puts an existing MAP_SHARED mapping of a memfd or shmem file under EMP (QEMU's
   // memory-backend-memfd). Its file range must still be all holes; nothing else may map
   // that range (another process's mapping would not fault through EMP). Evicted and
@@ -71,6 +74,14 @@ class Engine {
   // cuts keeps its outer parts under EMP (a block cut in two is brought in and kept as
   // dirty memory). The caller unmaps the range afterwards.
   Status forget_range(void* start, size_t length) noexcept;
+  // mremap of a range inside one deferred region, done by the kernel (its page tables move;
+  // nothing is copied): the range leaves the region (which keeps its other parts) and
+  // its new place becomes a deferred region of its own. `flags` and `new_address` as for
+  // mremap; a MREMAP_FIXED target must already be out of the table (forget_range).
+  // std::nullopt when this does not apply (not wholly in one deferred region, or growth
+  // the free budget cannot hold): the caller moves the range by copying.
+  std::optional<Result<void*>> remap_deferred(void* old_address, size_t old_size, size_t new_size, int flags,
+                                              void* new_address) noexcept;
   // MADV_DONTNEED / MADV_FREE / MADV_REMOVE: the range reads zeros afterwards; whole
   // blocks give their DRAM and second-tier space back.
   Status discard_range(void* start, size_t length) noexcept;
@@ -97,6 +108,13 @@ class Engine {
   // of managed memory whose data is not in this process (evicted, or mid-transfer).
   void for_each_absent_range(void (*visit)(uintptr_t start, size_t length, void* context), void* context) const noexcept;
 
+  // Takes every deferred region over (engine_deferred.cc): registers it with userfaultfd
+  // and makes each block holding pages the kernel populated a resident, dirty, cold block;
+  // its charge becomes those blocks instead of its length. The evictor calls it before
+  // choosing victims. A region a range operation or fork holds is left for the next call.
+  void take_over_deferred() noexcept;
+  uint64_t deferred_bytes() const noexcept { return deferred_bytes_.load(std::memory_order_relaxed); }
+
   void set_budget(uint64_t bytes) noexcept;
   uint64_t budget() const noexcept { return budget_.budget(); }
   uint64_t resident() const noexcept { return budget_.resident(); }
@@ -115,7 +133,10 @@ class Engine {
     bool owns_memory = false;  // the region unmaps its memory when it goes
     bool reserve_pool = true;  // second-tier space is reserved up front
     bool shared_memory = false;
+    bool may_defer = false;  // served by the kernel while the budget has room (Region::deferred)
   };
+  bool take_over(Region& region) noexcept;
+  bool discard_deferred(Region& region, uintptr_t cut_start, uintptr_t cut_end) noexcept;
   Status add_region(uintptr_t base, size_t length, RegionKind kind) noexcept;
   Status release_locked(void* address) noexcept;
   template <typename Change>
@@ -141,6 +162,7 @@ class Engine {
   std::unique_ptr<Scratch> maintenance_scratch_;  // under maintenance_mutex_
   os::UffdOpenOptions uffd_options_;
   RegionTable::Snapshot fork_snapshot_;  // regions held across fork()
+  std::atomic<uint64_t> deferred_bytes_{0};  // total length of the deferred regions
 };
 
 }  // namespace emp::core

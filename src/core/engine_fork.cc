@@ -67,7 +67,13 @@ std::unique_ptr<Engine> Engine::continue_in_child(std::unique_ptr<tier::Pool> po
       block.store_unowned(word);
     }
     child->regions_.insert(region);
-    throw_if_error(child->uffd_.register_range(reinterpret_cast<void*>(region->base()), region->length()));
+    if (region->deferred()) {
+      // The kernel copied its pages; it stays the kernel's, charged at its length.
+      resident += region->length();
+      child->deferred_bytes_.fetch_add(region->length(), std::memory_order_relaxed);
+    } else {
+      throw_if_error(child->uffd_.register_range(reinterpret_cast<void*>(region->base()), region->length()));
+    }
     if (Status status = child->pool_->reserve(region->reserved_pool_bytes()); !status)
       EMP_WARN("engine", "forked child: %s", status.to_string().c_str());
   }

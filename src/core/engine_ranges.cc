@@ -171,6 +171,16 @@ Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_st
       block.release(words[old]);
     }
   }
+  if (region->deferred()) {
+    // Charged at its length and never registered: the pieces are deferred too.
+    uint64_t kept = 0;
+    for (const auto& piece : pieces) {
+      piece->set_deferred();
+      kept += piece->length();
+    }
+    budget_.uncharge(region->length() - kept);
+    deferred_bytes_.fetch_sub(region->length() - kept, std::memory_order_relaxed);
+  }
   pool_->unreserve(region->reserved_pool_bytes());
   for (const auto& piece : pieces) {
     if (!region->reserved_pool_bytes()) piece->set_unreserved();
@@ -188,6 +198,7 @@ Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_st
 Status Engine::discard_range(void* start, size_t length) noexcept {
   return for_each_cut(start, length, [&](const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end) {
     Status result = Status::ok();
+    if (region->deferred() && discard_deferred(*region, cut_start, cut_end)) return result;
     for (size_t k = region->block_index(cut_start); k <= region->block_index(cut_end - 1); ++k) {
       BlockMeta& block = region->block(k);
       BlockRange range = region->block_range(k);
@@ -222,6 +233,18 @@ Status Engine::discard_range(void* start, size_t length) noexcept {
     }
     return result;
   });
+}
+
+// A discard in a deferred region is the kernel's: drop the pages (holding the blocks, so
+// a take-over sees either all of them or none gone). False when the region was taken
+// over first (the caller discards block by block).
+bool Engine::discard_deferred(Region& region, uintptr_t cut_start, uintptr_t cut_end) noexcept {
+  size_t first = region.block_index(cut_start), last = region.block_index(cut_end - 1);
+  for (size_t k = first; k <= last; ++k) (void)region.block(k).acquire();
+  bool deferred = region.deferred();
+  if (deferred) (void)region.drop_pages(cut_start, cut_end - cut_start);
+  for (size_t k = first; k <= last; ++k) region.block(k).release(region.block(k).load());
+  return deferred;
 }
 
 void Engine::note_unreadable(const void* start, size_t length) noexcept {

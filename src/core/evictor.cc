@@ -45,6 +45,7 @@ void Evictor::kick() noexcept {
 
 uint64_t Evictor::evict_batch(uint64_t max_bytes, Scratch& scratch) noexcept {
   EvictClock stages(&counters_.evict_stages, monotonic_ns());
+  if (take_over_) take_over_();
   Victim victims[kBatchBlocks];
   RegionTable::Snapshot keep_alive;
   size_t count = clock_.select(victims, std::min<uint64_t>(max_bytes, scratch.staging.size()), &keep_alive);

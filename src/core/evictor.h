@@ -3,10 +3,12 @@
 // evicts CLOCK-chosen batches until it is back under the low watermark; fault handlers
 // call evict_direct() only when the budget is exhausted. The thread also measures the
 // demand (the rate faults charge the budget) and sizes the headroom from it
-// (FrameBudget::set_demand_headroom). Thread-safe; start/stop from the owning engine only.
+// (FrameBudget::set_demand_headroom). Before choosing victims it has the engine take
+// deferred regions over (set_take_over). Thread-safe; start/stop from the owning engine only.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "core/clock_policy.h"
@@ -20,6 +22,10 @@ class Evictor {
   Evictor(ClockPolicy& clock, Pager& pager, FrameBudget& budget, EngineCounters& counters, tier::Pool& pool,
           uint64_t block_size);
   ~Evictor();
+  // Called before each batch picks victims, on the thread that evicts: takes deferred
+  // regions (core/region.h) over, so their pages can be evicted and their charge shrinks
+  // to what the kernel populated. Set once, before start().
+  void set_take_over(std::function<void()> take_over) { take_over_ = std::move(take_over); }
   void start();  // throws if the staging buffer cannot be made
   void stop() noexcept;
 
@@ -58,6 +64,7 @@ class Evictor {
   EngineCounters& counters_;
   tier::Pool& pool_;
   uint64_t block_size_;
+  std::function<void()> take_over_;
   Scratch scratch_;  // the background thread's staging memory
   std::atomic<uint32_t> kicked_{0};  // futex word: 1 when there is work (or a stop)
   std::atomic<bool> stopping_{false};

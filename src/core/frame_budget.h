@@ -29,6 +29,27 @@ class FrameBudget {
 
   // Charges `bytes` if that keeps resident within the budget.
   bool try_charge(uint64_t bytes) noexcept { return charge_within(bytes, budget()); }
+  // Charges `bytes` if that keeps resident within `limit` (below the budget: e.g. a
+  // deferred region, which must leave the evictor's headroom free).
+  // Not counted as demand (charged_total): a mapping is not a fault.
+  bool try_charge_below(uint64_t bytes, uint64_t limit) noexcept {
+    limit = std::min(limit, budget());
+    uint64_t current = resident_.load(std::memory_order_relaxed);
+    do {
+      if (current + bytes > limit) return false;
+    } while (!resident_.compare_exchange_weak(current, current + bytes, std::memory_order_relaxed));
+    note_peak(current + bytes);
+    return true;
+  }
+  // Replaces a charge of `from` bytes by one of `to` bytes (a deferred region taken over:
+  // its length by what the kernel populated), not counted as demand.
+  void recharge(uint64_t from, uint64_t to) noexcept {
+    if (to >= from) {
+      note_peak(resident_.fetch_add(to - from, std::memory_order_relaxed) + to - from);
+    } else {
+      uncharge(from - to);
+    }
+  }
   // Charges `bytes` if that keeps resident within budget + slack.
   bool try_charge_with_slack(uint64_t bytes) noexcept { return charge_within(bytes, budget() + slack_); }
   // Last resort when nothing can be evicted (logged by the caller).

@@ -76,6 +76,20 @@ bool Pager::install(uintptr_t destination, const std::byte* source, size_t lengt
   return true;
 }
 
+void Pager::fill_holes(const BlockRange& range, const unsigned char* present) noexcept {
+  size_t pages = range.length / os::kPageSize;
+  for (size_t p = 0; p < pages;) {
+    if (present[p] & 1) {
+      ++p;
+      continue;
+    }
+    size_t q = p;
+    while (q < pages && !(present[q] & 1)) ++q;
+    (void)install(range.start + p * os::kPageSize, zeros_.data(), (q - p) * os::kPageSize, /*write_protect=*/false);
+    p = q;
+  }
+}
+
 bool Pager::read_subblocks(Region& region, size_t index, size_t first, size_t last, std::byte* staging,
                            Scratch& scratch) noexcept {
   BlockRange range = region.block_range(index);

@@ -59,6 +59,10 @@ class Pager {
   uint64_t evict(std::span<Victim> victims, uint32_t epoch, Scratch& scratch, EvictClock& clock) noexcept;
 
   Status wake(uintptr_t address) noexcept;
+  // A block of a deferred region being taken over (busy held, registered): maps zero
+  // pages into the pages `present` (mincore's vector for the block) says the kernel has
+  // not populated, so the block is whole, as every resident block is.
+  void fill_holes(const BlockRange& range, const unsigned char* present) noexcept;
 
  private:
   // UFFDIO_COPY of a run; `quiet` for readahead, whose run may cross into a mapping with

@@ -95,6 +95,14 @@ class Region {
   // later touch to fault again. Set before the region is shared.
   bool shared_memory() const noexcept { return shared_memory_; }
   void set_shared_memory() noexcept { shared_memory_ = true; }
+  // Deferred: not registered with userfaultfd, so the kernel serves its pages (at kernel
+  // speed) while the budget has room for the whole region, which is charged at its full
+  // length; every block stays Empty in the table. The engine takes the region over
+  // (Engine::take_over_deferred: registers it and makes the pages the kernel populated
+  // resident blocks) when the budget needs room. One way: a region is never deferred again.
+  bool deferred() const noexcept { return deferred_.load(std::memory_order_acquire); }
+  void set_deferred() noexcept { deferred_.store(true, std::memory_order_release); }  // before it is shared
+  void end_deferral() noexcept { deferred_.store(false, std::memory_order_release); }  // every block held
   static constexpr unsigned kLocalityZoneShift = 25;  // 32 MiB
   static constexpr size_t kSmallTableBytes = 16 << 10;  // tables up to this size live on the heap
   // The locality record of the zone holding block `index`.
@@ -128,6 +136,7 @@ class Region {
   bool shared_memory_ = false;
   std::atomic<bool> retired_{false};
   std::atomic<bool> unreadable_{false};
+  std::atomic<bool> deferred_{false};
   // The block table, then the locality zones: a small one on the heap (a program with
   // a hundred thousand small mappings must not get as many extra kernel mappings), a
   // large one in a mapping of its own (zero pages until touched).

@@ -65,7 +65,7 @@ std::string EngineStats::to_json() const {
                 "\"fetch_p50_us\":%.1f,\"fetch_p99_us\":%.1f,"
                 "\"evictions_clean\":%llu,\"evictions_dirty\":%llu,\"evictions_direct\":%llu,\"io_errors\":%llu,"
                 "\"resident_bytes\":%llu,\"budget_bytes\":%llu,\"peak_resident_bytes\":%llu,"
-                "\"managed_bytes\":%llu,\"metadata_bytes\":%llu,\"regions\":%llu,"
+                "\"managed_bytes\":%llu,\"metadata_bytes\":%llu,\"regions\":%llu,\"deferred_bytes\":%llu,\"takeovers\":%llu,"
                 "\"pool_capacity\":%llu,\"pool_reserved\":%llu,\"bytes_read\":%llu,\"bytes_written\":%llu,\"tiers\":[",
                 (unsigned long long)faults(), (unsigned long long)faults_zero, (unsigned long long)faults_fetch,
                 (unsigned long long)faults_local, (unsigned long long)faults_write_protect,
@@ -76,7 +76,8 @@ std::string EngineStats::to_json() const {
                 (unsigned long long)evictions_direct, (unsigned long long)io_errors,
                 (unsigned long long)resident_bytes, (unsigned long long)budget_bytes,
                 (unsigned long long)peak_resident_bytes, (unsigned long long)managed_bytes,
-                (unsigned long long)metadata_bytes, (unsigned long long)regions, (unsigned long long)pool_capacity,
+                (unsigned long long)metadata_bytes, (unsigned long long)regions, (unsigned long long)deferred_bytes,
+                (unsigned long long)takeovers, (unsigned long long)pool_capacity,
                 (unsigned long long)pool_reserved, (unsigned long long)bytes_read, (unsigned long long)bytes_written);
   std::string json = head;
   for (size_t i = 0; i < tiers.size(); ++i) {
@@ -102,7 +103,7 @@ std::string EngineStats::to_text() const {
                 "fault latency     p50 %.1f us, p99 %.1f us (fetch: p50 %.1f us, p99 %.1f us)\n"
                 "evictions         clean %llu, dirty %llu (on fault path %llu)\n"
                 "resident          %s of %s budget (peak %s)\n"
-                "managed           %s in %llu regions, metadata %s\n"
+                "managed           %s in %llu regions, metadata %s; deferred (kernel-served) %s, taken over %llu\n"
                 "second tier       %s read, %s written, pool %s reserved of %s, io errors %llu\n",
                 (unsigned long long)faults(), (unsigned long long)faults_zero, (unsigned long long)faults_fetch,
                 (unsigned long long)faults_local, (unsigned long long)faults_write_protect,
@@ -113,7 +114,7 @@ std::string EngineStats::to_text() const {
                 (unsigned long long)evictions_direct, format_size(resident_bytes).c_str(),
                 format_size(budget_bytes).c_str(), format_size(peak_resident_bytes).c_str(),
                 format_size(managed_bytes).c_str(), (unsigned long long)regions, format_size(metadata_bytes).c_str(),
-                format_size(bytes_read).c_str(), format_size(bytes_written).c_str(), format_size(pool_reserved).c_str(),
+                format_size(deferred_bytes).c_str(), (unsigned long long)takeovers, format_size(bytes_read).c_str(), format_size(bytes_written).c_str(), format_size(pool_reserved).c_str(),
                 format_size(pool_capacity).c_str(), (unsigned long long)io_errors);
   std::string out = text;
   out += "fault stages      " + fault_stages_text() + " (us mean/p50/p99, fetching faults)\n";

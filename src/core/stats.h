@@ -26,6 +26,7 @@ struct EngineCounters {
   std::atomic<uint64_t> write_protect_calls{0};  // eviction freezes (each one TLB shootdown)
   std::atomic<uint64_t> drop_calls{0};           // eviction unmaps (each one TLB shootdown)
   std::atomic<uint64_t> peak_resident{0};
+  std::atomic<uint64_t> takeovers{0};            // deferred regions taken over (Engine::take_over_deferred)
   LatencyHistogram fault_latency;            // every missing fault, read to wake
   LatencyHistogram fetch_latency;            // faults that read the second tier
   StageHistograms<FaultStage> fault_stages;  // fetching faults, stage by stage
@@ -48,6 +49,7 @@ struct EngineStats {
   std::string unmap_path, write_protect_path;
   uint64_t resident_bytes = 0, budget_bytes = 0, peak_resident_bytes = 0;
   uint64_t managed_bytes = 0, metadata_bytes = 0, regions = 0;
+  uint64_t deferred_bytes = 0, takeovers = 0;  // regions the kernel serves until the budget needs them
   uint64_t pool_capacity = 0, pool_reserved = 0;
   uint64_t bytes_read = 0, bytes_written = 0;
   LatencyHistogram::Snapshot fault_latency, fetch_latency;

@@ -7,7 +7,8 @@
 // that memfd become discards. Calls that touch
 // managed memory keep EMP's books exact: munmap forgets (and splits) regions, madvise
 // discards, mprotect without read access is noted for the evictor, mremap of a managed
-// range copies into a new managed range. Every entry point is exception-free and sets
+// range copies into a new managed range (or, while the kernel still serves it, moves in
+// the page tables). Every entry point is exception-free and sets
 // errno like the kernel. fork() first prepares the child's share of the second tier
 // (tier/fork_watch.h) and fails with ENOMEM, as a strict-overcommit kernel would, when
 // the second tier cannot hold the child's copy.
@@ -137,7 +138,7 @@ void* managed_mmap(Runtime& rt, void* addr, size_t length, int prot, int flags, 
   if (!is_anonymous_private(flags)) return os::raw_mmap(addr, length, prot, flags, fd, offset);
   void* p = os::raw_mmap(addr, length, prot, flags & ~MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) return p;
-  Status status = engine.adopt(p, os::page_ceil(length));
+  Status status = engine.adopt(p, os::page_ceil(length), /*reserve_pool=*/true, /*may_defer=*/true);
   if (!status) {
     if (status.code() == ENOMEM) {
       os::raw_munmap(p, length);
@@ -177,7 +178,7 @@ void* managed_mremap(Runtime& rt, void* old_address, size_t old_size, size_t new
     void* tail = os::raw_mmap(old_bytes + old_size, new_size - old_size, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (tail != MAP_FAILED) {
-      if (engine.adopt(tail, new_size - old_size)) return old_address;
+      if (engine.adopt(tail, new_size - old_size, /*reserve_pool=*/true, /*may_defer=*/true)) return old_address;
       os::raw_munmap(tail, new_size - old_size);
       return fail(ENOMEM);
     }
@@ -188,10 +189,15 @@ void* managed_mremap(Runtime& rt, void* old_address, size_t old_size, size_t new
     map_flags |= MAP_FIXED;
     if (engine.overlaps(new_address, new_size)) (void)engine.forget_range(new_address, new_size);
   }
+  // Memory the kernel still serves (a deferred region) moves in the page tables.
+  if (auto moved = engine.remap_deferred(old_address, old_size, new_size, flags, new_address)) {
+    if (!*moved) return fail(moved->status().code());
+    return **moved;
+  }
   void* target = os::raw_mmap((flags & MREMAP_FIXED) ? new_address : nullptr, new_size, PROT_READ | PROT_WRITE,
                               map_flags, -1, 0);
   if (target == MAP_FAILED) return target;
-  if (!engine.adopt(target, new_size)) {
+  if (!engine.adopt(target, new_size, /*reserve_pool=*/true, /*may_defer=*/true)) {
     os::raw_munmap(target, new_size);
     return fail(ENOMEM);
   }

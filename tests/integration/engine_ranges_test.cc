@@ -113,6 +113,84 @@ TEST_F(EngineRanges, DiscardReadsZerosAndLeavesTheRest) {
   ASSERT_TRUE(engine->release(base));
 }
 
+// A mapping that fits in the free budget is deferred: the kernel serves its pages and
+// EMP sees no fault. Split by munmap, partly discarded and moved by mremap while deferred,
+// it is taken over when other memory needs the budget, and every byte the kernel held
+// (including pages of partly touched blocks) survives eviction and comes back.
+TEST(EngineDeferred, KernelServedRegionIsTakenOverWhenTheBudgetNeedsItAndLosesNothing) {
+  EngineSetup setup;
+  setup.tier = TierKind::kFile;
+  setup.budget = 16 * kMiB;
+  std::string skip;
+  TempFiles files;
+  auto engine = make_engine(setup, &skip, &files.files);
+  if (!engine) GTEST_SKIP() << skip;
+  const size_t bytes = 4 * kMiB;
+  char* base = static_cast<char*>(os::raw_mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(base, MAP_FAILED);
+  ASSERT_TRUE(engine->adopt(base, bytes, /*reserve_pool=*/true, /*may_defer=*/true));
+  EXPECT_EQ(engine->stats().deferred_bytes, bytes);
+  auto* words = reinterpret_cast<uint64_t*>(base);
+  // Every third page written (so blocks are partly populated), then a discard of two
+  // pages and a munmap of the last MiB.
+  for (size_t page = 0; page < bytes; page += 3 * kPage) fill_words(words, word_of(page), kPage / 8, 7);
+  EXPECT_EQ(engine->stats().faults(), 0u) << "a deferred region must not fault through EMP";
+  ASSERT_TRUE(engine->discard_range(base + 3 * kPage, 2 * kPage));
+  ASSERT_TRUE(engine->forget_range(base + 3 * kMiB, kMiB));
+  ASSERT_EQ(os::raw_munmap(base + 3 * kMiB, kMiB), 0);
+  EXPECT_EQ(engine->stats().deferred_bytes, 3 * kMiB);
+  // The second MiB moves elsewhere in the page tables (no copy, still deferred).
+  auto moved = engine->remap_deferred(base + kMiB, kMiB, kMiB, MREMAP_MAYMOVE, nullptr);
+  ASSERT_TRUE(moved.has_value());
+  ASSERT_TRUE(*moved);
+  char* second = static_cast<char*>(**moved);
+  EXPECT_EQ(engine->stats().deferred_bytes, 3 * kMiB);
+  EXPECT_EQ(engine->stats().faults(), 0u);
+  auto expected = [&](size_t original_offset, size_t page) -> int {  // 7 written, 0 never or discarded
+    size_t offset = original_offset + page;
+    if (offset == 3 * kPage || offset == 4 * kPage) return 0;
+    return offset % (3 * kPage) == 0 ? 7 : 0;
+  };
+  auto verify = [&](const char* where) {
+    struct Piece {
+      const char* address;
+      size_t original_offset, length;
+    } pieces[] = {{base, 0, kMiB}, {second, kMiB, kMiB}, {base + 2 * kMiB, 2 * kMiB, kMiB}};
+    for (const Piece& piece : pieces) {
+      for (size_t page = 0; page < piece.length; page += kPage) {
+        const auto* page_words = reinterpret_cast<const uint64_t*>(piece.address + page);
+        if (expected(piece.original_offset, page) == 7) {
+          ASSERT_EQ(check_words(page_words - word_of(piece.original_offset + page), word_of(piece.original_offset + page),
+                                kPage / 8, 7),
+                    SIZE_MAX)
+              << where << ": page at " << piece.original_offset + page;
+        } else {
+          for (size_t w = 0; w < kPage / 8; ++w) ASSERT_EQ(page_words[w], 0u) << where << ": page at " << piece.original_offset + page;
+        }
+      }
+    }
+  };
+  verify("deferred");
+  // Other memory needs the budget: the deferred regions are taken over, then evicted.
+  push_out(*engine, 32 * kMiB);
+  core::EngineStats stats = engine->stats();
+  EXPECT_EQ(stats.deferred_bytes, 0u);
+  EXPECT_GE(stats.takeovers, 3u);
+  EXPECT_GT(stats.evictions_dirty, 0u);
+  verify("taken over and evicted");
+  push_out(*engine, 32 * kMiB);
+  verify("evicted again");
+  EXPECT_LE(engine->stats().peak_resident_bytes, engine->budget() + engine->slack());
+  ASSERT_TRUE(engine->release(base));
+  ASSERT_TRUE(engine->release(second));
+  ASSERT_TRUE(engine->release(base + 2 * kMiB));
+  os::raw_munmap(base, kMiB);
+  os::raw_munmap(second, kMiB);
+  os::raw_munmap(base + 2 * kMiB, kMiB);
+  EXPECT_EQ(engine->stats().regions, 0u);
+  EXPECT_EQ(engine->resident(), 0u);
+}
+
 #if !defined(__SANITIZE_THREAD__)  // ThreadSanitizer does not follow fork() of a threaded process
 TEST_F(EngineRanges, ForkedChildReadsTheParentsEvictedDataAndEvictsIntoItsShare) {
   auto& engine = engine_;
