@@ -64,7 +64,8 @@ std::unique_ptr<Engine> Engine::continue_in_child(std::unique_ptr<tier::Pool> po
       // Slots from before the fork belong to the parent: read them, never write them.
       if (block.slot.valid()) word = BlockMeta::with_shared_slot(word);
       if (BlockMeta::is_resident(word)) resident += region->block_range(k).length;
-      block.store_unowned(word);
+      // Written only when it changes: an untouched table page stays shared with the parent.
+      if (word != block.load()) block.store_unowned(word);
     }
     child->regions_.insert(region);
     if (region->deferred()) {

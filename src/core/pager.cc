@@ -14,7 +14,9 @@
 namespace emp::core {
 
 Result<Scratch> Scratch::create(tier::Pool& pool, size_t bytes) noexcept {
-  auto staging = os::Mapping::anonymous(bytes, os::kPageSize, /*populate=*/true);
+  // Not populated: its pages fault in (in the kernel) as I/O first uses them, so a forked
+  // child that never evicts or fetches does not pay for megabytes of staging.
+  auto staging = os::Mapping::anonymous(bytes, os::kPageSize, /*populate=*/false);
   if (!staging) return staging.status();
   Status status = pool.register_buffer(staging->data(), staging->size());
   if (!status) return status;
