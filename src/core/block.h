@@ -185,7 +185,8 @@ class BlockMeta {
     word_.notify_all();
   }
   // Only where no other thread can change the block (a forked child before its engine
-  // starts, or the busy owner of a take-over): sets the word, busy bit included, as given.
+  // starts, the parent after fork with its engine threads parked, or the busy owner of a
+  // take-over): sets the word, busy bit included, as given.
   void store_unowned(uint32_t word) noexcept { word_.store(word, std::memory_order_relaxed); }
 
   // CLOCK: lowers the heat of a resident, idle block by one. Returns true if the block

@@ -93,11 +93,12 @@ class Engine {
   // each private region's reservation and, for regions that reserve none (the heap
   // arena), the blocks in use. Shared memory is not copied.
   uint64_t fork_copy_bytes() const noexcept;
-  // Before fork: waits for every fill and eviction in flight and holds every block, so
-  // the child's copy of the block tables is consistent.
+  // Before fork: takes the maintenance lock and parks every engine thread between
+  // batches (core/pause_gate.h), so no fill, eviction or take-over is in flight and the
+  // child's copy of the block tables is consistent; nothing is written to the tables.
   void hold_for_fork() noexcept;
   // In the parent after fork: the slots that exist now are shared with the child (never
-  // rewritten or freed while it lives); lets go of the blocks.
+  // rewritten or freed while it lives); lets the engine threads go.
   void release_after_fork_in_parent() noexcept;
   // In the child: a new engine on the same regions (none of this engine's threads exists
   // here) with `pool` (Pool::continue_in_child) as its second tier. Resident blocks stay

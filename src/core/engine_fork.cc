@@ -1,4 +1,4 @@
-// Engine across fork(): hold every block while the kernel copies the process, share the
+// Engine across fork(): park the engine threads while the kernel copies the process, share the
 // slots that exist at that moment with the child, and in the child start a new engine
 // on the inherited regions (see tier/fork_watch.h for the child's second tier).
 #include "common/log.h"
@@ -22,22 +22,28 @@ uint64_t Engine::fork_copy_bytes() const noexcept {
 }
 
 void Engine::hold_for_fork() noexcept {
-  maintenance_mutex_.lock();
+  maintenance_mutex_.lock();  // no range operation, map or release
   fork_snapshot_ = regions_.snapshot();
-  for (const auto& region : *fork_snapshot_)
-    for (size_t k = 0; k < region->block_count(); ++k) (void)region->block(k).acquire();
+  // Every engine thread parked between batches: no fill, eviction or take-over is in
+  // flight, so no block is busy or half-changed when the kernel copies the process. The
+  // fault threads first: one may be waiting for the evictor to make room.
+  faults_.pause();
+  evictor_.pause();
 }
 
 void Engine::release_after_fork_in_parent() noexcept {
+  // The slots that exist now may be read by the child: never rewrite or free them.
   for (const auto& region : *fork_snapshot_) {
     for (size_t k = 0; k < region->block_count(); ++k) {
       BlockMeta& block = region->block(k);
       uint32_t word = block.load();
-      if (block.slot.valid()) word = BlockMeta::with_shared_slot(word);
-      block.release(word);
+      if (block.slot.valid() && !BlockMeta::has_shared_slot(word))
+        block.store_unowned(BlockMeta::with_shared_slot(word));
     }
   }
   fork_snapshot_.reset();
+  evictor_.resume();
+  faults_.resume();
   maintenance_mutex_.unlock();
 }
 

@@ -37,6 +37,18 @@ void Evictor::stop() noexcept {
   if (thread_.joinable()) thread_.join();
 }
 
+void Evictor::pause() noexcept {
+  if (!thread_.joinable()) return;
+  pause_gate_.request();
+  kicked_.store(1);
+  os::futex_wake_all(kicked_);
+  pause_gate_.wait_parked(1);
+}
+
+void Evictor::resume() noexcept {
+  if (thread_.joinable()) pause_gate_.resume();
+}
+
 void Evictor::kick() noexcept {
   if (!needs_eviction()) return;
   if (kicked_.load(std::memory_order_relaxed) == 0 && kicked_.exchange(1, std::memory_order_acq_rel) == 0)
@@ -82,6 +94,10 @@ void Evictor::run() noexcept {
   for (;;) {
     if (kicked_.load(std::memory_order_acquire) == 0) os::futex_wait(kicked_, 0, kIdleCheckNs);
     if (stopping_.load()) return;
+    if (pause_gate_.requested()) {
+      pause_gate_.park();
+      continue;
+    }
     kicked_.store(0, std::memory_order_release);
     track_demand(monotonic_ns());
     if (!needs_eviction()) continue;
@@ -91,6 +107,7 @@ void Evictor::run() noexcept {
     // shootdowns per block.
     while (budget_.resident() > budget_.low_watermark(min_headroom())) {
       if (stopping_.load()) return;
+      if (pause_gate_.requested()) break;
       uint64_t low = budget_.low_watermark(min_headroom());
       uint64_t floor = std::min(batch_target(), budget_.headroom(min_headroom()) / 2);
       uint64_t want = std::max(budget_.resident() - std::min(low, budget_.resident()), floor);

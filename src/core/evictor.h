@@ -14,6 +14,7 @@
 #include "core/clock_policy.h"
 #include "core/frame_budget.h"
 #include "core/pager.h"
+#include "core/pause_gate.h"
 
 namespace emp::core {
 
@@ -28,6 +29,10 @@ class Evictor {
   void set_take_over(std::function<void()> take_over) { take_over_ = std::move(take_over); }
   void start();  // throws if the staging buffer cannot be made
   void stop() noexcept;
+  // Parks the background thread between two batches (core/pause_gate.h); resume() lets
+  // it go. For fork(), after the fault threads are parked (they may wait for room).
+  void pause() noexcept;
+  void resume() noexcept;
 
   // Wakes the background thread if resident memory is above the high watermark.
   // Lock-free: an atomic exchange, and a futex wake only when the thread was idle.
@@ -68,6 +73,7 @@ class Evictor {
   Scratch scratch_;  // the background thread's staging memory
   std::atomic<uint32_t> kicked_{0};  // futex word: 1 when there is work (or a stop)
   std::atomic<bool> stopping_{false};
+  PauseGate pause_gate_;
   // Demand tracking (evictor thread only).
   uint64_t demand_sample_ns_ = 0, demand_sample_bytes_ = 0;
   double demand_rate_ = -1;

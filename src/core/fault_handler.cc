@@ -48,7 +48,8 @@ FaultHandler::~FaultHandler() { stop(); }
 
 void FaultHandler::start(unsigned threads) {
   stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!stop_fd_.valid()) throw std::system_error(errno, std::generic_category(), "eventfd");
+  pause_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop_fd_.valid() || !pause_fd_.valid()) throw std::system_error(errno, std::generic_category(), "eventfd");
   scratches_.clear();
   scratches_.reserve(threads);
   for (unsigned i = 0; i < threads; ++i) {
@@ -75,14 +76,36 @@ void FaultHandler::stop() noexcept {
   threads_.clear();
 }
 
+void FaultHandler::pause() noexcept {
+  if (threads_.empty()) return;
+  pause_gate_.request();
+  uint64_t one = 1;
+  ssize_t ignored = ::write(pause_fd_.get(), &one, sizeof one);
+  (void)ignored;
+  pause_gate_.wait_parked(static_cast<uint32_t>(threads_.size()));
+}
+
+void FaultHandler::resume() noexcept {
+  if (threads_.empty()) return;
+  uint64_t value;
+  ssize_t ignored = ::read(pause_fd_.get(), &value, sizeof value);  // poll() sleeps again
+  (void)ignored;
+  pause_gate_.resume();
+}
+
 void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
   constexpr size_t kBatch = 16;
   uffd_msg messages[kBatch];
-  pollfd fds[2] = {{uffd_.fd(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+  pollfd fds[3] = {{uffd_.fd(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}, {pause_fd_.get(), POLLIN, 0}};
   uint64_t last_fault_ns = 0;
   WaitPolicy wait;
   RegionTable::View regions(regions_);
   for (;;) {
+    if (pause_gate_.requested()) {
+      regions.drop();
+      pause_gate_.park();
+      continue;
+    }
     ssize_t n = ::read(uffd_.fd(), messages, sizeof messages);
     if (n <= 0) {
       if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -94,7 +117,7 @@ void FaultHandler::run(unsigned /*index*/, Scratch* scratch) noexcept {
         continue;
       }
       regions.drop();
-      int ready = ::poll(fds, 2, -1);
+      int ready = ::poll(fds, 3, -1);
       if (ready < 0 && errno != EINTR) return;
       if (fds[1].revents & POLLIN) return;
       continue;

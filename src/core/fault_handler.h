@@ -4,7 +4,8 @@
 // block dirty. No global lock: each fault takes only its block's busy bit. Readahead
 // (EMP_PREFETCH, EMP_ELASTIC): after a fill, the region's fault locality may bring the
 // following blocks in with one batch. Threads sleep in poll() and are stopped through an
-// eventfd. Start/stop from the owning engine.
+// eventfd, and parked for fork() through another (pause/resume). Start/stop from the
+// owning engine.
 #pragma once
 
 #include <linux/userfaultfd.h>
@@ -17,6 +18,7 @@
 #include "common/unique_fd.h"
 #include "core/evictor.h"
 #include "core/pager.h"
+#include "core/pause_gate.h"
 #include "core/region_table.h"
 
 namespace emp::core {
@@ -53,6 +55,10 @@ class FaultHandler {
   ~FaultHandler();
   void start(unsigned threads);  // throws
   void stop() noexcept;
+  // Parks every fault thread between two batches (core/pause_gate.h) and returns once
+  // all are parked; resume() lets them go. Faults arriving meanwhile wait in the kernel.
+  void pause() noexcept;
+  void resume() noexcept;
 
  private:
   void run(unsigned index, Scratch* scratch) noexcept;
@@ -79,6 +85,8 @@ class FaultHandler {
   uint32_t max_window_;  // blocks per readahead window (1 = readahead off)
   FatalHandler fatal_;
   UniqueFd stop_fd_;
+  UniqueFd pause_fd_;  // readable while a pause is requested: wakes threads sleeping in poll()
+  PauseGate pause_gate_;
   std::vector<Scratch> scratches_;
   std::vector<std::thread> threads_;
 };

@@ -14,6 +14,7 @@
 // the second tier cannot hold the child's copy.
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
@@ -216,6 +217,11 @@ void* internal_thread_start(void* raw) {
   InternalStart start = *static_cast<InternalStart*>(raw);
   __libc_free(raw);
   thread_role().internal_thread = true;
+  // The application's signals are for its own threads: a process-directed signal must not
+  // run its handler on an EMP thread (or interrupt EMP's I/O waits there).
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   return start.routine(start.argument);
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstring>
 #include <stdexcept>
 
 namespace emp::tier {
@@ -17,11 +16,16 @@ BuddyAllocator::BuddyAllocator(uint64_t capacity_bytes, Start start) {
   storage_ = std::move(*mapping);
   next_ = reinterpret_cast<uint32_t*>(storage_.data());
   prev_ = next_ + units_;
-  free_order_ = reinterpret_cast<int8_t*>(prev_ + units_);
-  std::memset(free_order_, -1, units_);
+  free_order_ = reinterpret_cast<int8_t*>(prev_ + units_);  // all 0 (not free): a fresh mapping
   for (uint32_t& head : heads_) head = kNone;
   if (start == Start::kNoneFree) return;
-  uint32_t position = 0;
+  // Whole 2 MiB extents are free implicitly, from the frontier on (allocate() takes them
+  // in order when the lists run dry): a large tier's allocator touches no bookkeeping
+  // page until it is used. Only the ragged tail goes on the lists now.
+  constexpr uint32_t kMaxUnits = 1U << kMaxOrder;
+  implicit_end_ = units_ & ~(kMaxUnits - 1);
+  free_units_ = implicit_end_;
+  uint32_t position = implicit_end_;
   while (position < units_) {
     int order = kMaxOrder;
     while (order > 0 && ((position & ((1U << order) - 1)) != 0 || position + (1U << order) > units_)) --order;
@@ -43,7 +47,7 @@ void BuddyAllocator::push(uint32_t unit, int order) noexcept {
   prev_[unit] = kNone;
   if (heads_[order] != kNone) prev_[heads_[order]] = unit;
   heads_[order] = unit;
-  free_order_[unit] = static_cast<int8_t>(order);
+  free_order_[unit] = static_cast<int8_t>(order + 1);
   free_units_ += 1U << order;
 }
 
@@ -51,7 +55,7 @@ void BuddyAllocator::remove(uint32_t unit, int order) noexcept {
   if (prev_[unit] != kNone) next_[prev_[unit]] = next_[unit];
   else heads_[order] = next_[unit];
   if (next_[unit] != kNone) prev_[next_[unit]] = prev_[unit];
-  free_order_[unit] = -1;
+  free_order_[unit] = 0;
   free_units_ -= 1U << order;
 }
 
@@ -61,9 +65,18 @@ std::optional<uint64_t> BuddyAllocator::allocate(uint64_t bytes) noexcept {
   std::lock_guard lock(mutex_);
   int order = wanted;
   while (order <= kMaxOrder && heads_[order] == kNone) ++order;
-  if (order > kMaxOrder) return std::nullopt;
-  uint32_t unit = heads_[order];
-  remove(unit, order);
+  uint32_t unit;
+  if (order <= kMaxOrder) {
+    unit = heads_[order];
+    remove(unit, order);
+  } else if (frontier_ < implicit_end_) {
+    order = kMaxOrder;
+    unit = frontier_;
+    frontier_ += 1U << kMaxOrder;
+    free_units_ -= 1U << kMaxOrder;
+  } else {
+    return std::nullopt;
+  }
   while (order > wanted) {
     --order;
     push(unit + (1U << order), order);
@@ -85,7 +98,7 @@ void BuddyAllocator::release(uint64_t offset, uint64_t bytes) noexcept {
   std::lock_guard lock(mutex_);
   while (order < kMaxOrder) {
     uint32_t buddy = unit ^ (1U << order);
-    if (buddy + (1U << order) > units_ || free_order_[buddy] != order) break;
+    if (buddy + (1U << order) > units_ || free_order_[buddy] != order + 1) break;
     remove(buddy, order);
     unit = unit < buddy ? unit : buddy;
     ++order;

@@ -45,9 +45,14 @@ class BuddyAllocator {
   os::Mapping storage_;
   uint32_t* next_;
   uint32_t* prev_;
-  int8_t* free_order_;  // order of the free extent starting at this unit, or -1
+  // 1 + the order of the free extent starting at this unit, or 0 (so a fresh, untouched
+  // mapping means nothing free: a forked child's allocators cost no page until used)
+  int8_t* free_order_;
   uint32_t heads_[kMaxOrder + 1];
   uint64_t free_units_ = 0;
+  // [frontier_, implicit_end_): whole max-order extents free but not on the lists yet.
+  uint32_t frontier_ = 0;
+  uint32_t implicit_end_ = 0;
 };
 
 }  // namespace emp::tier

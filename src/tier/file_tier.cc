@@ -197,12 +197,16 @@ Status FileTier::submit_on(Ring& ring, std::span<const IoSpan> spans, bool is_wr
         io_uring_prep_read(sqe, fd_.get(), span.buffer, static_cast<unsigned>(span.length), offset);
       io_uring_sqe_set_data64(sqe, i);
     }
-    int submitted = io_uring_submit_and_wait(&ring.ring, static_cast<unsigned>(count));
+    // Submitted first, then waited for: a signal interrupts only the wait, which is retried.
+    int submitted = io_uring_submit(&ring.ring);
     if (submitted < 0) return Status::error(-submitted, is_write ? "io_uring write submit" : "io_uring read submit");
     Status first_error;
     for (size_t done = 0; done < count; ++done) {
       io_uring_cqe* cqe = nullptr;
-      int rc = io_uring_wait_cqe(&ring.ring, &cqe);
+      int rc;
+      do {
+        rc = io_uring_wait_cqe(&ring.ring, &cqe);
+      } while (rc == -EINTR);
       if (rc < 0) return Status::error(-rc, "io_uring wait");
       const IoSpan& span = spans[io_uring_cqe_get_data64(cqe)];
       int res = cqe->res;
