@@ -67,6 +67,8 @@ class Engine {
   // --- What libemp.so needs to keep munmap, madvise, mprotect and fork exact on managed
   // memory (engine_ranges.cc). All noexcept; serialised with each other.
   bool overlaps(const void* start, size_t length) const noexcept;
+  // `address` is where a managed region starts.
+  bool is_region_start(const void* address) const noexcept;
   // Calls `visit(start, length, context)` for each part of the range that is not managed.
   void for_each_unmanaged_part(const void* start, size_t length, void (*visit)(void*, size_t, void*),
                                void* context) const noexcept;

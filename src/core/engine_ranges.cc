@@ -30,6 +30,12 @@ bool Engine::overlaps(const void* start, size_t length) const noexcept {
   }
 }
 
+bool Engine::is_region_start(const void* address) const noexcept {
+  uintptr_t at = reinterpret_cast<uintptr_t>(address);
+  std::shared_ptr<Region> region = regions_.find(at);
+  return region && region->base() == at;
+}
+
 void Engine::for_each_unmanaged_part(const void* start, size_t length, void (*visit)(void*, size_t, void*),
                                      void* context) const noexcept {
   uintptr_t at = reinterpret_cast<uintptr_t>(start), end = at + length;

@@ -1,12 +1,16 @@
 // The malloc family and C++ operator new/delete of libemp.so.
 //
 // An application thread's allocations go to mimalloc, whose memory comes from the heap
-// arena (EMP-managed). EMP's own allocations (internal threads and scopes, and anything
+// arena (EMP-managed); large ones (kLargeAllocation and up, as glibc's mmap threshold)
+// get a mapping of their own through libemp.so's mmap, so a growing realloc moves page
+// tables with mremap instead of copying (and, while the budget has room, the kernel
+// serves it: a deferred region). EMP's own allocations (internal threads and scopes, and anything
 // before start-up) go to glibc's allocator, whose memory is never managed. free() and
 // friends tell the two apart by address: the arena is one range. Every entry point is
 // exception-free (operator new throws std::bad_alloc as the language requires).
 #include <errno.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <mimalloc.h>
@@ -50,8 +54,47 @@ size_t glibc_usable_size(void* p) noexcept {
   return fn ? fn(p) : 0;
 }
 
+// A large allocation: one page of header, then the bytes, in a mapping of its own (an
+// EMP region starting at the header). Told apart from glibc's blocks by the region table:
+// glibc's memory is never an EMP region.
+constexpr size_t kLargeAllocation = 1 << 20;
+constexpr uint64_t kLargeMagic = 0x454d504c41524745ULL;  // "EMPLARGE"
+struct LargeHeader {
+  uint64_t magic;
+  size_t mapping_bytes;
+};
+
+size_t large_mapping_bytes(size_t size) noexcept { return os::page_ceil(size) + os::kPageSize; }
+
+void* allocate_large(size_t size) noexcept {
+  if (size > (SIZE_MAX >> 1)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  size_t bytes = large_mapping_bytes(size);
+  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return nullptr;  // errno from mmap (ENOMEM)
+  *static_cast<LargeHeader*>(base) = LargeHeader{kLargeMagic, bytes};
+  return static_cast<char*>(base) + os::kPageSize;
+}
+
+LargeHeader* large_header(void* p) noexcept {
+  uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  // EMP's own blocks are glibc's (and EMP may free them holding the region table's lock).
+  if (address % os::kPageSize || address < os::kPageSize || is_internal()) return nullptr;
+  Runtime* rt = runtime();
+  if (!rt || !rt->active()) return nullptr;
+  void* base = reinterpret_cast<void*>(address - os::kPageSize);
+  if (!rt->engine().is_region_start(base)) return nullptr;
+  auto* header = static_cast<LargeHeader*>(base);
+  return header->magic == kLargeMagic ? header : nullptr;
+}
+
+size_t large_usable_size(const LargeHeader* header) noexcept { return header->mapping_bytes - os::kPageSize; }
+
 void* allocate(size_t size) noexcept {
   if (application_arena()) {
+    if (size >= kLargeAllocation) return allocate_large(size);
     AllocatorScope scope;
     return mi_malloc(size);
   }
@@ -73,7 +116,29 @@ void release(void* p) noexcept {
     mi_free(p);
     return;
   }
+  if (LargeHeader* header = large_header(p)) {
+    ::munmap(header, header->mapping_bytes);
+    return;
+  }
   __libc_free(p);
+}
+
+// A large allocation resized: mremap (the kernel moves or extends the mapping), or into
+// the arena when it shrinks below the threshold.
+void* reallocate_large(LargeHeader* header, size_t size) noexcept {
+  if (size >= kLargeAllocation && size <= (SIZE_MAX >> 1)) {
+    size_t bytes = large_mapping_bytes(size);
+    void* moved = ::mremap(header, header->mapping_bytes, bytes, MREMAP_MAYMOVE);
+    if (moved == MAP_FAILED) return nullptr;
+    static_cast<LargeHeader*>(moved)->mapping_bytes = bytes;
+    return static_cast<char*>(moved) + os::kPageSize;
+  }
+  void* q = allocate(size);
+  if (!q) return nullptr;
+  size_t old = large_usable_size(header);
+  std::memcpy(q, reinterpret_cast<char*>(header) + os::kPageSize, old < size ? old : size);
+  ::munmap(header, header->mapping_bytes);
+  return q;
 }
 
 void* reallocate(void* p, size_t size) noexcept {
@@ -84,6 +149,20 @@ void* reallocate(void* p, size_t size) noexcept {
   }
   if (arena_of(p)) {
     if (application_arena()) {
+      if (size >= kLargeAllocation) {
+        size_t old;
+        {
+          AllocatorScope scope;
+          old = mi_usable_size(p);
+        }
+        if (old < size) {  // grows past the threshold: into a mapping of its own
+          void* q = allocate_large(size);
+          if (!q) return nullptr;
+          std::memcpy(q, p, old);
+          release(p);
+          return q;
+        }
+      }
       AllocatorScope scope;
       return mi_realloc(p, size);
     }
@@ -99,6 +178,7 @@ void* reallocate(void* p, size_t size) noexcept {
     release(p);
     return q;
   }
+  if (LargeHeader* header = large_header(p)) return reallocate_large(header, size);
   return __libc_realloc(p, size);  // memory from before start-up stays with glibc
 }
 
@@ -131,6 +211,7 @@ void* calloc(size_t count, size_t size) {
     return nullptr;
   }
   if (application_arena()) {
+    if (total >= kLargeAllocation) return allocate_large(total);  // a fresh mapping reads zeros
     AllocatorScope scope;
     return mi_calloc(count, size);
   }
@@ -179,6 +260,7 @@ size_t malloc_usable_size(void* p) {
     AllocatorScope scope;
     return mi_usable_size(p);
   }
+  if (LargeHeader* header = large_header(p)) return large_usable_size(header);
   return glibc_usable_size(p);
 }
 
