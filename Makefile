@@ -46,7 +46,7 @@ test-heavy: build
 test-vm: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L vm
 
-# stress-ng's memory stressors under libemp.so, 10 s each without EMP, over a file tier and
+# stress-ng's memory stressors under libemp.so, 10 s each without EMP, with no eviction, over a file tier and
 # over a loopback vmd (tests/stress/stress.py); writes bench/results/latest/stress.md.
 test-stress: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L stress
