@@ -148,6 +148,10 @@ std::unique_ptr<ControlServer> ControlServer::start(core::Engine& engine, Contro
   return server;
 }
 
+void ControlServer::unlink_if_owner() const noexcept {
+  if (::getpid() == owner_pid_ && !path_.empty()) ::unlink(path_.c_str());
+}
+
 ControlServer::~ControlServer() {
   if (::getpid() != owner_pid_) {
     // A forked child: the thread and the socket belong to the parent.

@@ -69,6 +69,9 @@ class ControlServer {
   ControlServer& operator=(const ControlServer&) = delete;
 
   const std::string& socket_path() const noexcept { return path_; }
+  // Removes the socket file if this process created it (not a vfork child sharing the
+  // object): for exits that run no destructor (_exit).
+  void unlink_if_owner() const noexcept;
   // Answers one request line (without its '\n'); what the thread sends back.
   std::string handle(std::string_view request) noexcept;
 

@@ -6,7 +6,8 @@
 // copy; cold, so the CLOCK looks at it first). The region's charge becomes those blocks.
 //
 // A take-over holds every block of the region for the whole change, as a range
-// operation (engine_ranges.cc) or fork (engine_fork.cc) does, and never waits for one:
+// operation (engine_ranges.cc) does, and never waits for one (fork parks the threads that
+// take over, engine_fork.cc):
 // it takes the busy bits with try_acquire and leaves a region it cannot have wholly for
 // the evictor's next batch. Faults on the region (possible from the moment it is
 // registered) wait on the busy bits, then find the blocks resident or Empty.

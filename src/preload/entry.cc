@@ -1,7 +1,9 @@
 // The entry point of libemp.so: starts EMP before main() from the environment (read once
-// from `environ`), and prints EMP_STATS at exit. Any start-up error ends the process
+// from `environ`), and prints EMP_STATS at exit. _exit and _Exit (which run no
+// destructor: forked workers end with them) remove the process's control socket first. Any start-up error ends the process
 // with one line on stderr and exit status 1, before the program runs.
 #include <dlfcn.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -54,3 +56,15 @@ __attribute__((destructor)) void stop_emp() {
 
 }  // namespace
 }  // namespace emp::preload
+
+extern "C" {
+
+[[noreturn]] void _exit(int status) {
+  if (emp::preload::Runtime* rt = emp::preload::runtime()) rt->at_quick_exit();
+  ::syscall(SYS_exit_group, status);
+  __builtin_unreachable();
+}
+
+[[noreturn]] void _Exit(int status) { _exit(status); }
+
+}  // extern "C"

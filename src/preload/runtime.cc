@@ -278,7 +278,7 @@ void Runtime::before_fork() noexcept {
   }
   t_fork_prepared = false;
   // No signal handler may run until both processes' engines serve faults again: the
-  // parent holds every block, and the child's memory is registered with its new
+  // parent's engine threads are parked, and the child's memory is registered with its new
   // userfaultfd before its fault threads exist. A handler whose stack is managed memory
   // (stress-ng puts its alternate signal stacks there) would fault, and a thread with
   // a signal pending cannot wait for that fault to be served: it spins in the kernel.
@@ -381,10 +381,14 @@ void Runtime::after_fork_in_child() noexcept {
   pthread_sigmask(SIG_SETMASK, &rt->fork_saved_mask_, nullptr);
 }
 
+void Runtime::at_quick_exit() noexcept {
+  if (active() && control_) control_->unlink_if_owner();
+}
+
 void Runtime::at_exit() noexcept {
   if (!active()) return;
   InternalScope scope;
-  if (control_) ::unlink(control_->socket_path().c_str());
+  if (control_) control_->unlink_if_owner();
   if (!engine_->options().print_stats) return;
   try {
     std::string text = "EMP statistics (pid " + std::to_string(getpid()) + ")\n" + engine_->stats().to_text();

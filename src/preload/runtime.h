@@ -67,6 +67,8 @@ class Runtime {
   // At exit: the EMP_STATS=1 summary, and the control socket is removed (the engine keeps
   // running until the process is gone: other threads may still touch managed memory).
   void at_exit() noexcept;
+  // _exit/_Exit (no destructors run): removes this process's control socket.
+  void at_quick_exit() noexcept;
 
  private:
   Runtime() = default;

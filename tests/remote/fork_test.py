@@ -11,6 +11,8 @@
   on one with room for the copy, the child rewrites and checks it within its DRAM
   budget.
 
+Every process ends (the forked ones with _exit) leaving no control socket behind.
+
 Exit 0 on success, 77 (skip, with the reason) when vmd cannot start, 1 on failure.
 
 usage: fork_test.py VMD EMP PROBE
@@ -30,13 +32,21 @@ DRAM_MIB = 64
 def main():
     vmd_path, emp, probe = sys.argv[1:4]
     failures = []
+    runtime = tempfile.TemporaryDirectory(prefix="emp-fork-test-")  # the control sockets' directory
 
     def run(mem_path, *args, transport=None, timeout=300):
         env = dict(os.environ)
+        env["XDG_RUNTIME_DIR"] = runtime.name
         if transport:
             env["EMP_TRANSPORT"] = transport
         result = subprocess.run([emp, "run", "--mem-path", mem_path, "--", probe, *args],
                                 capture_output=True, text=True, timeout=timeout, env=env)
+        sockets = os.path.join(runtime.name, "emp")
+        left = [name for name in os.listdir(sockets)] if os.path.isdir(sockets) else []
+        if left:
+            failures.append(f"{args[0]}: control sockets left behind: {', '.join(sorted(left))}")
+            for name in left:
+                os.unlink(os.path.join(sockets, name))
         return result
 
     def expect_daemon(what, mem_path, transport=None):
@@ -78,6 +88,7 @@ def main():
             failures.append(f"the child's peak RSS was {peak.group(1)} MiB on a {DRAM_MIB} MiB budget")
     finally:
         vmd_process.stop(vmd)
+        runtime.cleanup()
     return vmd_process.report(failures)
 
 

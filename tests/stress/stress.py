@@ -7,7 +7,9 @@ its memory (no eviction: the speed target), and with a small DRAM budget over a 
 and over a loopback vmd (each stressor's workers are forked
 children of stress-ng, so fork is exercised by all of them). A run under EMP fails on a
 non-zero exit, any EMP error or warning line, a "finished prematurely" warning, a
-verification failure or a missing metrics line. The bogo-ops ratio of each run to the
+verification failure or a missing metrics line. EMP's control sockets go to a private
+runtime directory (XDG_RUNTIME_DIR) removed with the scratch directory: workers that a
+stressor kills with a signal cannot remove their own. The bogo-ops ratio of each run to the
 run without EMP goes into a table (Markdown) on stdout and, with --table, into a file.
 
 usage: stress.py --libemp LIBEMP --vmd VMD [--seconds N] [--subset] [--table FILE]
@@ -141,7 +143,10 @@ def main():
                 plain, plain_problems, _ = run_stressor(name, args, options.seconds, {})
                 row = [name, f"{plain:.1f}" if plain is not None else "—"]
                 for tier_name, mem_path in tiers:
-                    env = {"EMP_MEM_PATH": mem_path, "LD_PRELOAD": options.libemp, "TMPDIR": scratch}
+                    runtime_dir = os.path.join(scratch, "run")
+                    os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+                    env = {"EMP_MEM_PATH": mem_path, "LD_PRELOAD": options.libemp, "TMPDIR": scratch,
+                           "XDG_RUNTIME_DIR": runtime_dir}
                     rate, problems, text = run_stressor(name, args, options.seconds, env)
                     ratio = f"{rate / plain:.2f}" if rate is not None and plain else "—"
                     row.append(("FAIL " if problems else "") + ratio)
