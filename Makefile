@@ -30,6 +30,9 @@ build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 test: build
+	@if ! command -v qemu-system-x86_64 >/dev/null || ! ls $(BUILD_DIR)/guest/kernel/boot/vmlinuz-* >/dev/null 2>&1; then \
+	  echo "make test: the guest tests install qemu-system-x86, busybox-static, cpio and kmod (apt-get) and"; \
+	  echo "make test: download Debian's linux-image package (~70 MB) into $(BUILD_DIR)/guest once"; fi
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j 2 -LE 'rdma|vm|heavy|old-kernel|stress' --timeout 600
 
 test-unit: build

@@ -1,6 +1,8 @@
 // Engine semantics with real faults: block/subblock sizes, first touch, clean drops,
 // run-time budget changes, writes racing evictions, capacity, edges, failures.
 #include <gtest/gtest.h>
+
+#include <ostream>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -31,6 +33,10 @@ struct SizeCase {
   uint64_t block, subblock;
   bool csf;
 };
+// What ctest shows after the test's name (gtest would print the bytes).
+void PrintTo(const SizeCase& c, std::ostream* out) {
+  *out << "block " << (c.block >> 10) << "K, subblock " << (c.subblock >> 10) << "K, CSF " << (c.csf ? "on" : "off");
+}
 
 class BlockSizes : public ::testing::TestWithParam<SizeCase> {};
 

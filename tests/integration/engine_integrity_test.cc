@@ -1,6 +1,8 @@
 // Integrity of EMP-managed memory under heavy eviction: real userfaultfd faults, real
 // tiers, every byte checked against a pattern.
 #include <gtest/gtest.h>
+
+#include <ostream>
 #include <unistd.h>
 
 #include <cmath>
@@ -26,6 +28,11 @@ struct MatrixCase {
   uint64_t block_size = 64 << 10;
   bool batched_unmap = true;  // false: the fallback of kernels without process_madvise(PIDFD_SELF)
 };
+// What ctest shows after the test's name (gtest would print the bytes).
+void PrintTo(const MatrixCase& c, std::ostream* out) {
+  *out << to_string(c.access) << ", " << c.threads << " threads, " << to_string(c.tier) << ", block "
+       << (c.block_size >> 10) << "K" << (c.batched_unmap ? "" : ", unmap fallback");
+}
 
 class AccessMatrix : public ::testing::TestWithParam<MatrixCase> {};
 
