@@ -6,6 +6,7 @@
 //   emp-preload-probe <scenario> [MiB]     scenarios: threads fork munmap mremap madvise
 //                                          realloc mappings protect heap daemon forkcopy
 //                                          remap vmasplit forksignal
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -248,11 +249,31 @@ void scenario_vmasplit(size_t mib) {
 // child does not have and clears that thread's TLS bookkeeping on the program's heap)
 // must find a fault thread there.
 volatile sig_atomic_t g_signals = 0;
-void count_signal(int) { g_signals = g_signals + 1; }
+volatile sig_atomic_t g_signals_on_emp_threads = 0;
+char g_program_comm[16];  // this program's threads keep its name; EMP's are named emp-…
+void read_comm(const char* path, char* name) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n = ::read(fd, name, 15);
+  if (n > 0) name[n] = 0;
+  ::close(fd);
+}
+// Counts the signal, and whether it ran on one of EMP's threads, where the program's
+// handlers must never run. open/read/close are async-signal-safe.
+void count_signal(int) {
+  g_signals = g_signals + 1;
+  int saved = errno;
+  char name[16] = {};
+  read_comm("/proc/thread-self/comm", name);
+  if (std::strncmp(name, "emp-", 4) == 0 && std::strcmp(name, g_program_comm) != 0)
+    g_signals_on_emp_threads = g_signals_on_emp_threads + 1;
+  errno = saved;
+}
 
 void scenario_forksignal(size_t mib) {
   size_t bytes = mib * kMiB;
   if (setpgid(0, 0) != 0) fail("setpgid: %s", std::strerror(errno));  // signal only this process and its children
+  read_comm("/proc/self/comm", g_program_comm);
   char* alternate = static_cast<char*>(map_anonymous(256 * 1024));
   std::memset(alternate, 0, 256 * 1024);
   stack_t stack{};
@@ -299,6 +320,9 @@ void scenario_forksignal(size_t mib) {
   stack.ss_flags = SS_DISABLE;
   sigaltstack(&stack, nullptr);
   if (g_signals == 0) fail("no signal arrived");
+  if (g_signals_on_emp_threads != 0)
+    fail("%d of %d signals ran the program's handler on an EMP thread", static_cast<int>(g_signals_on_emp_threads),
+         static_cast<int>(g_signals));
 }
 
 // Waits until process `pid` has exited (gone, or a zombie: its memory and descriptors
