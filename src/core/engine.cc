@@ -64,7 +64,10 @@ Engine::~Engine() {
   }
   evictor_.stop();
   faults_.stop();
-  for (const auto& region : *regions_.snapshot()) (void)release(reinterpret_cast<void*>(region->base()));
+  // The version is held in a variable: a range-for over `*snapshot()` would free it as
+  // soon as release() publishes the next one.
+  RegionTable::Snapshot regions = regions_.snapshot();
+  for (const auto& region : *regions) (void)release(reinterpret_cast<void*>(region->base()));
 }
 
 Result<void*> Engine::map(size_t length) noexcept {

@@ -276,7 +276,8 @@ void Engine::for_each_absent_range(void (*visit)(uintptr_t, size_t, void*), void
     run_end = page + os::kPageSize;
   };
   unsigned char present[kMaxBlockSize / os::kPageSize];
-  for (const auto& region : *regions_.snapshot()) {
+  RegionTable::Snapshot regions = regions_.snapshot();  // held for the whole loop
+  for (const auto& region : *regions) {
     for (size_t k = 0; k < region->block_count(); ++k) {
       uint32_t word = region->block(k).load();
       if (!BlockMeta::is_evicted(word) && !(BlockMeta::is_busy(word) && !BlockMeta::is_empty(word))) continue;
