@@ -35,11 +35,13 @@ int ls_command(const Args& args);      // emp ls
 int stats_command(const Args& args);   // emp stats
 int resize_command(const Args& args);  // emp resize
 int donors_command(const Args& args);  // emp donors
+int metrics_command(const Args& args); // emp metrics
 
 std::string run_help();  // built from the option table
 std::string ls_help();
 std::string stats_help();
 std::string resize_help();
 std::string donors_help();
+std::string metrics_help();
 
 }  // namespace emp::cli

@@ -91,6 +91,21 @@ std::string EngineStats::to_json() const {
   }
   json += "],\"paths\":{\"unmap\":\"" + json_escaped(unmap_path) + "\",\"write_protect\":\"" +
           json_escaped(write_protect_path) + "\"}";
+  // The latency histograms, non-empty buckets only ([upper bound in ns, count]), for
+  // `emp metrics` (Prometheus histograms).
+  auto histogram_json = [](const LatencyHistogram::Snapshot& h) {
+    std::string out = "{\"sum_ns\":" + std::to_string(h.sum_ns) + ",\"buckets\":[";
+    bool first = true;
+    for (int i = 0; i < LatencyHistogram::kBuckets; ++i) {
+      if (!h.counts[i]) continue;
+      out += (first ? "[" : ",[") + std::to_string(LatencyHistogram::bucket_upper_ns(i)) + "," +
+             std::to_string(h.counts[i]) + "]";
+      first = false;
+    }
+    return out + "]}";
+  };
+  json += ",\"fault_latency_histogram\":" + histogram_json(fault_latency) +
+          ",\"fetch_latency_histogram\":" + histogram_json(fetch_latency);
   json += ",\"write_protect_calls\":" + std::to_string(write_protect_calls) +
           ",\"drop_calls\":" + std::to_string(drop_calls) + ",\"fault_stages\":" + fault_stages_json() + ",\"evict_stages\":" + evict_stages_json() + "}";
   return json;

@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "net/auth.h"
+#include "net/metrics_http.h"
 #include "net/socket.h"
 
 namespace emp::vmd {
@@ -561,15 +562,7 @@ void Daemon::serve_metrics() {
   while (true) {
     UniqueFd fd(::accept4(metrics_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!fd.valid()) return;
-    timeval tv{0, 200'000};
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char request[2048];
-    (void)!::recv(fd.get(), request, sizeof request, 0);
-    std::string body = metrics_text();
-    std::string response = "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
-                           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
-    (void)net::send_all(fd.get(), {reinterpret_cast<const uint8_t*>(response.data()), response.size()},
-                        net::deadline_after(std::chrono::milliseconds(200)));
+    net::answer_metrics_request(fd.get(), metrics_text());
   }
 }
 

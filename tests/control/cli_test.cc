@@ -3,14 +3,19 @@
 #include "control_test_util.h"
 
 #include "common/options.h"
+#include "common/unique_fd.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -226,10 +231,88 @@ TEST(EmpCli, PermissionDeniedForAnotherUser) {
   EXPECT_EQ(lines(err), 1u) << err;
 }
 
+// Every sample line of a Prometheus text exposition: name{labels} value.
+void expect_prometheus_text(const std::string& text) {
+  static const std::regex sample(R"(^[a-z_]+(\{[^}]*\})? -?[0-9.e+-]+$)");
+  std::istringstream lines_of(text);
+  for (std::string line; std::getline(lines_of, line);) {
+    if (line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) continue;
+    EXPECT_TRUE(std::regex_match(line, sample)) << line;
+  }
+}
+
+TEST(EmpCli, MetricsInThePrometheusTextFormat) {
+  EMP_SERVED_ENGINE_OR_SKIP(served, 8 << 20, false);
+  auto memory = served.engine->map(16 << 20);
+  ASSERT_TRUE(memory);
+  touch(*memory, 16 << 20);
+  Outcome metrics = run_emp({"metrics"});
+  ASSERT_EQ(metrics.status, 0) << metrics.err;
+  expect_prometheus_text(metrics.out);
+  const std::string pid = "pid=\"" + self() + "\"";
+  for (const char* family : {"# TYPE emp_faults_total counter", "# TYPE emp_evictions_total counter",
+                             "# TYPE emp_resident_bytes gauge", "# TYPE emp_fault_latency_seconds histogram",
+                             "# TYPE emp_fetch_latency_seconds histogram", "# TYPE emp_tier_read_bytes_total counter"})
+    EXPECT_NE(metrics.out.find(family), std::string::npos) << family;
+  // This process's samples: faults happened, and the histogram's +Inf bucket is its count.
+  std::regex zero_faults("emp_faults_total\\{" + pid + ",program=\"[^\"]*\",kind=\"zero\"\\} ([0-9]+)");
+  std::smatch found;
+  ASSERT_TRUE(std::regex_search(metrics.out, found, zero_faults)) << metrics.out;
+  EXPECT_GT(std::stoull(found[1]), 0u);
+  std::regex infinite("emp_fault_latency_seconds_bucket\\{" + pid + ",program=\"[^\"]*\",le=\"\\+Inf\"\\} ([0-9]+)");
+  std::regex count("emp_fault_latency_seconds_count\\{" + pid + ",program=\"[^\"]*\"\\} ([0-9]+)");
+  std::smatch infinite_found, count_found;
+  ASSERT_TRUE(std::regex_search(metrics.out, infinite_found, infinite));
+  ASSERT_TRUE(std::regex_search(metrics.out, count_found, count));
+  EXPECT_EQ(infinite_found[1], count_found[1]);
+  EXPECT_GT(std::stoull(count_found[1]), 0u);
+
+  // --listen: the same over HTTP, until SIGTERM.
+  UniqueFd probe(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::bind(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::getsockname(probe.get(), reinterpret_cast<sockaddr*>(&address), &length), 0);
+  probe.reset();  // a free port
+  std::string where = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  pid_t server = ::fork();
+  if (server == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    ::execl(EMP_CLI_PATH, EMP_CLI_PATH, "metrics", "--listen", where.c_str(), nullptr);
+    ::_exit(111);
+  }
+  std::string response;
+  for (int attempt = 0; attempt < 500 && response.empty(); ++attempt) {  // until it listens (at most 5 s)
+    UniqueFd connection(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (::connect(connection.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+      ::poll(nullptr, 0, 10);
+      continue;
+    }
+    const char request[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    ASSERT_EQ(::send(connection.get(), request, sizeof request - 1, 0), static_cast<ssize_t>(sizeof request - 1));
+    char buffer[4096];
+    for (ssize_t n; (n = ::recv(connection.get(), buffer, sizeof buffer, 0)) > 0;) response.append(buffer, n);
+  }
+  ::kill(server, SIGTERM);
+  int status = 0;
+  ::waitpid(server, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(response.rfind("HTTP/1.0 200 OK", 0), 0u) << response.substr(0, 200);
+  EXPECT_NE(response.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_NE(response.find("emp_faults_total{" + pid), std::string::npos);
+  size_t body = response.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos);
+  expect_prometheus_text(response.substr(body + 4));
+  ASSERT_TRUE(served.engine->release(*memory));
+}
+
 TEST(EmpCli, HelpTellsTheCommands) {
   Outcome help = run_emp({"--help"});
   EXPECT_EQ(help.status, 0);
-  for (const char* word : {"emp run", "emp ls", "emp stats", "emp resize", "emp donors", "exit status"})
+  for (const char* word : {"emp run", "emp ls", "emp stats", "emp resize", "emp donors", "emp metrics", "exit status"})
     EXPECT_NE(help.out.find(word), std::string::npos) << word;
   Outcome run_help = run_emp({"run", "--help"});
   EXPECT_EQ(run_help.status, 0);
@@ -237,7 +320,7 @@ TEST(EmpCli, HelpTellsTheCommands) {
     if (!info.flag.empty()) {
       EXPECT_NE(run_help.out.find("--" + std::string(info.flag)), std::string::npos) << info.flag;
     }
-  for (const char* command : {"ls", "stats", "resize", "donors"}) {
+  for (const char* command : {"ls", "stats", "resize", "donors", "metrics"}) {
     Outcome o = run_emp({command, "--help"});
     EXPECT_EQ(o.status, 0) << command;
     EXPECT_NE(o.out.find(std::string("usage: emp ") + command), std::string::npos) << o.out;
