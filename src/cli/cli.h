@@ -36,6 +36,7 @@ int stats_command(const Args& args);   // emp stats
 int resize_command(const Args& args);  // emp resize
 int donors_command(const Args& args);  // emp donors
 int metrics_command(const Args& args); // emp metrics
+int top_command(const Args& args);     // emp top
 
 std::string run_help();  // built from the option table
 std::string ls_help();
@@ -43,5 +44,6 @@ std::string stats_help();
 std::string resize_help();
 std::string donors_help();
 std::string metrics_help();
+std::string top_help();
 
 }  // namespace emp::cli

@@ -38,6 +38,8 @@ constexpr const char* kMainHelp =
     "  emp resize PID --dram SIZE|auto\n"
     "                               change its local DRAM budget at run time\n"
     "  emp donors PID [--json]      state of its second-tier elements (remote donors, devices, files)\n"
+    "  emp top [--plain] [--interval SECONDS] [--iterations N] [--sort KEY]\n"
+    "                               live view of every EMP process (q quits)\n"
     "  emp metrics [--listen ADDR:PORT]\n"
     "                               every EMP process's counters in the Prometheus text format\n"
     "  emp help [COMMAND]           this text, or one command's (also: emp COMMAND --help)\n"
@@ -58,6 +60,7 @@ constexpr Command kCommands[] = {
     {"run", run_command, run_help},          {"ls", ls_command, ls_help},
     {"stats", stats_command, stats_help},    {"resize", resize_command, resize_help},
     {"donors", donors_command, donors_help}, {"metrics", metrics_command, metrics_help},
+    {"top", top_command, top_help},
 };
 
 const Command* find_command(std::string_view name) {

@@ -1,8 +1,8 @@
 // emp metrics: the counters and latency histograms of every EMP process on this node in
 // the Prometheus text format (exposition format 0.0.4), printed once (for node_exporter's
 // textfile collector) or served over HTTP for a scrape (--listen ADDR:PORT, as vmd's
-// --metrics). The processes are found and queried as `emp ls` and `emp stats` do; each
-// sample is labelled with the process's pid and program.
+// --metrics). The processes are found and queried as `emp ls` does (cli/process_query.h);
+// each sample is labelled with the process's pid and program.
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,16 +15,13 @@
 #include <vector>
 
 #include "cli/cli.h"
-#include "control/control_client.h"
-#include "control/socket_location.h"
+#include "cli/process_query.h"
 #include "net/metrics_http.h"
 #include "net/socket.h"
 
 namespace emp::cli {
 namespace {
 
-using control::ControlClient;
-using control::ControlClientError;
 using control::JsonValue;
 
 volatile sig_atomic_t g_stop = 0;
@@ -163,23 +160,10 @@ void add_process(Exposition& e, pid_t pid, const JsonValue& info, const JsonValu
 
 std::string gather() {
   Exposition e;
-  auto directories = control::candidate_directories(::geteuid(), std::getenv("XDG_RUNTIME_DIR"));
-  size_t processes = 0;
-  for (const auto& entry : control::list_sockets(directories)) {
-    try {
-      ControlClient client = ControlClient::connect_path(entry.path, entry.pid, std::chrono::milliseconds(2000));
-      JsonValue info = client.request("info");
-      JsonValue reply = client.request("stats");
-      const JsonValue* stats = reply.find("stats");
-      if (!stats) continue;
-      add_process(e, entry.pid, info, *stats);
-      ++processes;
-    } catch (const ControlClientError&) {
-      // A process that exited meanwhile, or one this user may not query: not listed.
-    }
-  }
+  std::vector<ProcessSample> processes = query_all_processes();
+  for (const auto& process : processes) add_process(e, process.pid, process.info, process.stats);
   e.add("emp_processes", "gauge", "EMP processes found on this node (those this user may query).", "",
-        static_cast<double>(processes));
+        static_cast<double>(processes.size()));
   return e.text();
 }
 

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pty.h>
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -309,10 +310,62 @@ TEST(EmpCli, MetricsInThePrometheusTextFormat) {
   ASSERT_TRUE(served.engine->release(*memory));
 }
 
+// Reads the terminal's output until `text` appears (or 10 s pass); returns all read so far.
+std::string read_until(int terminal, const std::string& text, std::string* seen) {
+  for (int waited = 0; waited < 1000 && seen->find(text) == std::string::npos; ++waited) {
+    pollfd fd{terminal, POLLIN, 0};
+    if (::poll(&fd, 1, 10) <= 0) continue;
+    char buffer[4096];
+    ssize_t n = ::read(terminal, buffer, sizeof buffer);
+    if (n <= 0) break;
+    seen->append(buffer, static_cast<size_t>(n));
+  }
+  return *seen;
+}
+
+int wait_exit(pid_t child, int terminal) {
+  std::string rest;
+  read_until(terminal, "\x01never", &rest);  // drains until the child closes the terminal
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(EmpCli, TopShowsEveryProcessSortsAndQuitsCleanly) {
+  EMP_SERVED_ENGINE_OR_SKIP(served, 8 << 20, false);
+  Outcome plain = run_emp({"top", "--plain", "--iterations", "2", "--interval", "0.1"});
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  size_t tables = 0;
+  for (size_t at = plain.out.find("emp top "); at != std::string::npos; at = plain.out.find("emp top ", at + 1)) ++tables;
+  EXPECT_EQ(tables, 2u) << plain.out;
+  EXPECT_FALSE(row_of(plain.out, self()).empty()) << plain.out;
+  EXPECT_NE(plain.out.find("RESIDENT / BUDGET"), std::string::npos);
+  EXPECT_EQ(run_emp({"top", "--sort", "colour"}).status, 2);
+
+  // On a terminal: redraws, a key changes the order, q quits; Ctrl-C quits too.
+  for (const char* quit : {"q", "\x03"}) {
+    int terminal = -1;
+    pid_t child = ::forkpty(&terminal, nullptr, nullptr, nullptr);
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ::execl(EMP_CLI_PATH, EMP_CLI_PATH, "top", "--interval", "0.1", nullptr);
+      ::_exit(111);
+    }
+    std::string seen;
+    EXPECT_NE(read_until(terminal, "sorted by faults/s", &seen).find(self()), std::string::npos) << seen;
+    ASSERT_EQ(::write(terminal, "r", 1), 1);
+    EXPECT_NE(read_until(terminal, "sorted by resident", &seen).find("sorted by resident"), std::string::npos);
+    ASSERT_EQ(::write(terminal, quit, 1), 1);
+    EXPECT_EQ(wait_exit(child, terminal), 0) << (quit[0] == 'q' ? "q" : "Ctrl-C");
+    ::close(terminal);
+  }
+}
+
 TEST(EmpCli, HelpTellsTheCommands) {
   Outcome help = run_emp({"--help"});
   EXPECT_EQ(help.status, 0);
-  for (const char* word : {"emp run", "emp ls", "emp stats", "emp resize", "emp donors", "emp metrics", "exit status"})
+  for (const char* word :
+       {"emp run", "emp ls", "emp stats", "emp resize", "emp donors", "emp metrics", "emp top", "exit status"})
     EXPECT_NE(help.out.find(word), std::string::npos) << word;
   Outcome run_help = run_emp({"run", "--help"});
   EXPECT_EQ(run_help.status, 0);
@@ -320,7 +373,7 @@ TEST(EmpCli, HelpTellsTheCommands) {
     if (!info.flag.empty()) {
       EXPECT_NE(run_help.out.find("--" + std::string(info.flag)), std::string::npos) << info.flag;
     }
-  for (const char* command : {"ls", "stats", "resize", "donors", "metrics"}) {
+  for (const char* command : {"ls", "stats", "resize", "donors", "metrics", "top"}) {
     Outcome o = run_emp({command, "--help"});
     EXPECT_EQ(o.status, 0) << command;
     EXPECT_NE(o.out.find(std::string("usage: emp ") + command), std::string::npos) << o.out;
