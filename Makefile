@@ -16,7 +16,7 @@ export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 se
 export UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps configure build test test-unit test-integration test-heavy test-stress test-vm test-asan test-tsan demo bench bench-compare clean format test-rdma test-old-kernel fuzz soak
+.PHONY: all deps configure build package test test-unit test-integration test-heavy test-stress test-vm test-asan test-tsan demo bench bench-compare clean format test-rdma test-old-kernel fuzz soak
 
 all: build
 
@@ -48,6 +48,10 @@ test-heavy: build
 # A real QEMU (TCG) guest on EMP-managed RAM (scripts/vm/run.sh; a few minutes).
 test-vm: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L vm
+
+# Debian packages emp and emp-vmd (packaging/CMakeLists.txt) into $(BUILD_DIR)/packages.
+package: build
+	@cd $(BUILD_DIR) && cpack -B packages >/dev/null && ls -1 $$PWD/packages/*.deb
 
 # stress-ng's memory stressors under libemp.so, 10 s each without EMP, with no eviction, over a file tier and
 # over a loopback vmd (tests/stress/stress.py); writes bench/results/latest/stress.md.
