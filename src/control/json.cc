@@ -1,33 +1,14 @@
 #include "control/json.h"
 
-#include <cerrno>
+#include <nlohmann/json.hpp>
+
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <new>
 
 namespace emp::control {
 
 void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char escape[8];
-          std::snprintf(escape, sizeof escape, "\\u%04x", c);
-          out += escape;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
+  // Invalid UTF-8 (a program name, a path) becomes U+FFFD rather than invalid JSON.
+  out += nlohmann::json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string json_quote(std::string_view text) {
@@ -36,185 +17,79 @@ std::string json_quote(std::string_view text) {
   return out;
 }
 
+namespace {
+
+using Document = nlohmann::ordered_json;  // keeps the members in the order they came
+constexpr int kMaxDepth = 32;
+
+bool convert(const Document& from, JsonValue& to, int depth);
+
+}  // namespace
+
+// Builds JsonValue trees from nlohmann's (the only class allowed to fill them in).
 class JsonParser {
  public:
-  explicit JsonParser(std::string_view text) : text_(text) {}
-
-  bool parse_document(JsonValue& out) {
-    if (!parse_value(out, 0)) return false;
-    skip_space();
-    return pos_ == text_.size();
-  }
-
- private:
-  static constexpr int kMaxDepth = 32;
-
-  void skip_space() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r'))
-      ++pos_;
-  }
-  bool consume(std::string_view word) {
-    if (text_.substr(pos_, word.size()) != word) return false;
-    pos_ += word.size();
-    return true;
-  }
-
-  bool parse_value(JsonValue& out, int depth) {
+  static bool fill(const Document& from, JsonValue& to, int depth) {
     if (depth > kMaxDepth) return false;
-    skip_space();
-    if (pos_ >= text_.size()) return false;
-    char c = text_[pos_];
-    if (c == '{') return parse_object(out, depth);
-    if (c == '[') return parse_array(out, depth);
-    if (c == '"') {
-      out.type_ = JsonValue::Type::kString;
-      return parse_string(out.string_);
-    }
-    if (consume("true")) {
-      out.type_ = JsonValue::Type::kBool;
-      out.bool_ = true;
-      return true;
-    }
-    if (consume("false")) {
-      out.type_ = JsonValue::Type::kBool;
-      return true;
-    }
-    if (consume("null")) return true;
-    return parse_number(out);
-  }
-
-  bool parse_object(JsonValue& out, int depth) {
-    out.type_ = JsonValue::Type::kObject;
-    ++pos_;
-    skip_space();
-    if (pos_ < text_.size() && text_[pos_] == '}') return ++pos_, true;
-    for (;;) {
-      skip_space();
-      std::string key;
-      if (pos_ >= text_.size() || text_[pos_] != '"' || !parse_string(key)) return false;
-      skip_space();
-      if (pos_ >= text_.size() || text_[pos_++] != ':') return false;
-      JsonValue value;
-      if (!parse_value(value, depth + 1)) return false;
-      out.members_.emplace_back(std::move(key), std::move(value));
-      skip_space();
-      if (pos_ >= text_.size()) return false;
-      char c = text_[pos_++];
-      if (c == '}') return true;
-      if (c != ',') return false;
-    }
-  }
-
-  bool parse_array(JsonValue& out, int depth) {
-    out.type_ = JsonValue::Type::kArray;
-    ++pos_;
-    skip_space();
-    if (pos_ < text_.size() && text_[pos_] == ']') return ++pos_, true;
-    for (;;) {
-      JsonValue value;
-      if (!parse_value(value, depth + 1)) return false;
-      out.items_.push_back(std::move(value));
-      skip_space();
-      if (pos_ >= text_.size()) return false;
-      char c = text_[pos_++];
-      if (c == ']') return true;
-      if (c != ',') return false;
-    }
-  }
-
-  static void append_utf8(std::string& out, unsigned code) {
-    if (code < 0x80) {
-      out += static_cast<char>(code);
-    } else if (code < 0x800) {
-      out += static_cast<char>(0xc0 | (code >> 6));
-      out += static_cast<char>(0x80 | (code & 0x3f));
-    } else {
-      out += static_cast<char>(0xe0 | (code >> 12));
-      out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (code & 0x3f));
-    }
-  }
-
-  bool parse_string(std::string& out) {
-    ++pos_;  // opening quote
-    while (pos_ < text_.size()) {
-      char c = text_[pos_++];
-      if (c == '"') return true;
-      if (static_cast<unsigned char>(c) < 0x20) return false;
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (pos_ >= text_.size()) return false;
-      char e = text_[pos_++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          if (pos_ + 4 > text_.size()) return false;
-          unsigned code = 0;
-          for (int i = 0; i < 4; ++i) {
-            char h = text_[pos_++];
-            code <<= 4;
-            if (h >= '0' && h <= '9') code |= h - '0';
-            else if (h >= 'a' && h <= 'f') code |= h - 'a' + 10;
-            else if (h >= 'A' && h <= 'F') code |= h - 'A' + 10;
-            else return false;
-          }
-          append_utf8(out, code);  // surrogate pairs are kept as two code units
-          break;
+    switch (from.type()) {
+      case Document::value_t::null: to.type_ = JsonValue::Type::kNull; return true;
+      case Document::value_t::boolean:
+        to.type_ = JsonValue::Type::kBool;
+        to.bool_ = from.get<bool>();
+        return true;
+      case Document::value_t::number_unsigned:
+        to.type_ = JsonValue::Type::kNumber;
+        to.integer_ = from.get<uint64_t>();
+        to.number_ = static_cast<double>(*to.integer_);
+        return true;
+      case Document::value_t::number_integer:
+        to.type_ = JsonValue::Type::kNumber;
+        to.number_ = static_cast<double>(from.get<int64_t>());
+        return true;
+      case Document::value_t::number_float:
+        to.type_ = JsonValue::Type::kNumber;
+        to.number_ = from.get<double>();
+        return true;
+      case Document::value_t::string:
+        to.type_ = JsonValue::Type::kString;
+        to.string_ = from.get<std::string>();
+        return true;
+      case Document::value_t::array:
+        to.type_ = JsonValue::Type::kArray;
+        to.items_.resize(from.size());
+        for (size_t i = 0; i < from.size(); ++i)
+          if (!convert(from[i], to.items_[i], depth + 1)) return false;
+        return true;
+      case Document::value_t::object:
+        to.type_ = JsonValue::Type::kObject;
+        to.members_.reserve(from.size());
+        for (const auto& [key, value] : from.items()) {
+          to.members_.emplace_back(key, JsonValue{});
+          if (!convert(value, to.members_.back().second, depth + 1)) return false;
         }
-        default: return false;
-      }
+        return true;
+      default: return false;  // binary values and discarded parses
     }
-    return false;
   }
-
-  bool parse_number(JsonValue& out) {
-    size_t start = pos_;
-    if (pos_ < text_.size() && text_[pos_] == '-') ++pos_;
-    bool integral = true;
-    size_t digits = 0;
-    while (pos_ < text_.size()) {
-      char c = text_[pos_];
-      if (c >= '0' && c <= '9') {
-        ++digits;
-      } else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
-        integral = false;
-      } else {
-        break;
-      }
-      ++pos_;
-    }
-    if (digits == 0) return false;
-    std::string number(text_.substr(start, pos_ - start));
-    char* end = nullptr;
-    out.number_ = std::strtod(number.c_str(), &end);
-    if (!end || *end != '\0' || !std::isfinite(out.number_)) return false;
-    out.type_ = JsonValue::Type::kNumber;
-    if (integral && number[0] != '-') {
-      errno = 0;
-      unsigned long long value = std::strtoull(number.c_str(), &end, 10);
-      if (errno == 0 && end && *end == '\0') out.integer_ = value;
-    }
-    return true;
-  }
-
-  std::string_view text_;
-  size_t pos_ = 0;
 };
+
+namespace {
+
+bool convert(const Document& from, JsonValue& to, int depth) { return JsonParser::fill(from, to, depth); }
+
+}  // namespace
 
 std::optional<JsonValue> JsonValue::parse(std::string_view text) noexcept {
   try {
+    bool too_deep = false;
+    Document::parser_callback_t limit = [&](int depth, Document::parse_event_t, Document&) {
+      if (depth > kMaxDepth) too_deep = true;
+      return !too_deep;
+    };
+    Document document = Document::parse(text, limit, /*allow_exceptions=*/false);
+    if (too_deep || document.is_discarded()) return std::nullopt;
     JsonValue value;
-    JsonParser parser(text);
-    if (!parser.parse_document(value)) return std::nullopt;
+    if (!convert(document, value, 0)) return std::nullopt;
     return value;
   } catch (...) {  // std::bad_alloc
     return std::nullopt;

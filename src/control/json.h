@@ -1,7 +1,8 @@
-// Minimal JSON for the control plane: an escaping writer used by the control server
-// and a small, bounded parser the `emp` CLI and the tests read replies with. Values
-// are plain data (no shared state); everything here is thread-safe. The parser never
-// throws: malformed or too deeply nested text yields std::nullopt.
+// JSON for the control plane, over nlohmann-json: string quoting for the control
+// server's writer, and JsonValue, the read-only tree the `emp` CLI and the tests read
+// replies with (members in their order, unsigned integers exact). Values are plain data
+// (no shared state); everything here is thread-safe. parse() never throws: malformed or
+// too deeply nested (over 32 levels) text yields std::nullopt.
 #pragma once
 
 #include <cstdint>

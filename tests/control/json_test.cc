@@ -31,5 +31,21 @@ TEST(Json, RejectsMalformedText) {
   EXPECT_FALSE(JsonValue::parse(std::string(1000, '[')));  // depth limit, no stack overflow
 }
 
+TEST(Json, KeepsMemberOrderAndQuotesInvalidUtf8AsValidJson) {
+  auto v = JsonValue::parse(R"({"z":1,"a":2,"m":3})");
+  ASSERT_TRUE(v);
+  ASSERT_EQ(v->members().size(), 3u);
+  EXPECT_EQ(v->members()[0].first, "z");
+  EXPECT_EQ(v->members()[2].first, "m");
+  auto quoted = JsonValue::parse("{\"k\":" + json_quote("bad \xff byte") + "}");
+  ASSERT_TRUE(quoted);  // U+FFFD instead of the invalid byte
+  EXPECT_EQ(quoted->str("k"), "bad \xef\xbf\xbd byte");
+}
+
+TEST(Json, NestingUpToThirtyTwoLevels) {
+  EXPECT_TRUE(JsonValue::parse(std::string(32, '[') + std::string(32, ']')));
+  EXPECT_FALSE(JsonValue::parse(std::string(34, '[') + std::string(34, ']')));
+}
+
 }  // namespace
 }  // namespace emp::control
