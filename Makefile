@@ -3,7 +3,7 @@
 PRESET      ?= release
 BUILD_DIR   := build/$(PRESET)
 JOBS        ?= $(shell nproc)
-DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev libssl-dev nlohmann-json3-dev \
+DEB_PACKAGES := build-essential cmake pkg-config libfabric-dev liburing-dev libmimalloc-dev libssl-dev nlohmann-json3-dev libcli11-dev \
                 libgtest-dev libgmock-dev libbenchmark-dev python3 redis-server redis-tools stress-ng
 BENCH_PACKAGES := python3-matplotlib
 FUZZ_PACKAGES := clang libfuzzer-14-dev

@@ -1,5 +1,7 @@
 #include "vmd/config.h"
 
+#include <CLI/CLI.hpp>
+
 #include <charconv>
 
 namespace emp::vmd {
@@ -48,54 +50,51 @@ SIGTERM or SIGINT shuts vmd down cleanly.
 
 VmdConfig parse_vmd_args(const std::vector<std::string>& args) {
   VmdConfig config;
-  bool have_pool = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    auto value = [&](const std::string& flag) -> std::string {
-      if (i + 1 >= args.size()) throw UsageError(flag + " needs a value");
-      return args[++i];
-    };
-    if (arg == "-h" || arg == "--help") {
-      config.help = true;
-    } else if (arg == "-m") {
-      config.pool_bytes = parse_number("-m", value("-m"), 1, 1ULL << 24) << 20;
-      have_pool = true;
-    } else if (arg == "-p") {
-      config.port = static_cast<uint16_t>(parse_number("-p", value("-p"), 0, 65535));
-    } else if (arg == "-d") {
-      config.device = value("-d");
-      if (config.device.empty()) throw UsageError("-d needs a device name or 'tcp'");
-    } else if (arg == "-c") {
-      config.max_clients = static_cast<unsigned>(parse_number("-c", value("-c"), 1, 4096));
-    } else if (arg == "-v" || arg == "-vv") {
-      config.verbosity += arg == "-vv" ? 2 : 1;
-    } else if (arg == "--bind") {
-      config.bind_address = value("--bind");
-      config.bind_given = true;
-    } else if (arg == "--auth-key-file") {
-      config.auth_key_file = value("--auth-key-file");
-    } else if (arg == "--insecure") {
-      config.insecure = true;
-    } else if (arg == "--metrics") {
-      std::string text = value("--metrics");
-      size_t colon = text.rfind(':');
-      if (colon == std::string::npos) throw UsageError("--metrics: expected ADDR:PORT, got '" + text + "'");
-      config.metrics_address = text.substr(0, colon);
-      if (config.metrics_address.size() >= 2 && config.metrics_address.front() == '[')
-        config.metrics_address = config.metrics_address.substr(1, config.metrics_address.size() - 2);
-      config.metrics_port = static_cast<uint16_t>(parse_number("--metrics port", text.substr(colon + 1), 1, 65535));
-    } else if (arg == "--grace") {
-      config.grace = std::chrono::seconds(parse_number("--grace", value("--grace"), 0, 86400));
-    } else if (arg == "--idle-timeout") {
-      config.idle_timeout = std::chrono::seconds(parse_number("--idle-timeout", value("--idle-timeout"), 1, 86400));
-    } else if (arg == "--no-shm") {
-      config.enable_shm = false;
-    } else {
-      throw UsageError("unknown argument '" + arg + "' (see vmd --help)");
-    }
+  CLI::App app("vmd");
+  app.set_help_flag();  // vmd_usage() is the help text
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later value wins
+  app.add_flag("-h,--help", config.help);
+  uint64_t pool_mib = 0;
+  CLI::Option* pool = app.add_option("-m", pool_mib)->check(CLI::Range(uint64_t{1}, uint64_t{1} << 24));
+  unsigned port = config.port;
+  app.add_option("-p", port)->check(CLI::Range(0u, 65535u));
+  app.add_option("-d", config.device)->check([](const std::string& device) {
+    return device.empty() ? std::string("needs a device name or 'tcp'") : std::string();
+  });
+  app.add_option("-c", config.max_clients)->check(CLI::Range(1u, 4096u));
+  app.add_flag("-v", config.verbosity);  // repeatable, also as -vv
+  CLI::Option* bind = app.add_option("--bind", config.bind_address);
+  app.add_option("--auth-key-file", config.auth_key_file);
+  app.add_flag("--insecure", config.insecure);
+  std::string metrics;
+  app.add_option("--metrics", metrics);
+  uint64_t grace = static_cast<uint64_t>(config.grace.count()), idle = static_cast<uint64_t>(config.idle_timeout.count());
+  app.add_option("--grace", grace)->check(CLI::Range(uint64_t{0}, uint64_t{86400}));
+  app.add_option("--idle-timeout", idle)->check(CLI::Range(uint64_t{1}, uint64_t{86400}));
+  bool no_shm = false;
+  app.add_flag("--no-shm", no_shm);
+  try {
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them last first
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    throw UsageError(std::string(e.what()) + " (see vmd --help)");
   }
   if (config.help) return config;
-  if (!have_pool) throw UsageError("-m <MiB> (the pool size) is required");
+  if (pool->count() == 0) throw UsageError("-m <MiB> (the pool size) is required");
+  config.pool_bytes = pool_mib << 20;
+  config.port = static_cast<uint16_t>(port);
+  config.bind_given = bind->count() > 0;
+  config.grace = std::chrono::seconds(grace);
+  config.idle_timeout = std::chrono::seconds(idle);
+  config.enable_shm = !no_shm;
+  if (!metrics.empty()) {
+    size_t colon = metrics.rfind(':');
+    if (colon == std::string::npos) throw UsageError("--metrics: expected ADDR:PORT, got '" + metrics + "'");
+    config.metrics_address = metrics.substr(0, colon);
+    if (config.metrics_address.size() >= 2 && config.metrics_address.front() == '[')
+      config.metrics_address = config.metrics_address.substr(1, config.metrics_address.size() - 2);
+    config.metrics_port = static_cast<uint16_t>(parse_number("--metrics port", metrics.substr(colon + 1), 1, 65535));
+  }
   return config;
 }
 

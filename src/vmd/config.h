@@ -1,5 +1,5 @@
 // VmdConfig: the command line of the memory exporter (`vmd -m <MiB> -p <port> -d
-// <device|tcp> ...`), parsed and validated. parse_vmd_args() throws UsageError with a
+// <device|tcp> ...`), parsed (with CLI11) and validated. parse_vmd_args() throws UsageError with a
 // message naming the bad flag or value; vmd_usage() is the --help text. Pure.
 #pragma once
 

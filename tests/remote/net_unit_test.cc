@@ -101,6 +101,10 @@ TEST(VmdConfig, ParsesTheReferenceCommandLine) {
   EXPECT_EQ(config.metrics_port, 9100);
   EXPECT_EQ(config.metrics_address, "127.0.0.1");
   EXPECT_EQ(config.grace.count(), 5);
+  config = vmd::parse_vmd_args({"-p", "0", "-m", "16", "-vv", "-p", "4242", "--no-shm"});  // a later value wins
+  EXPECT_EQ(config.port, 4242);
+  EXPECT_EQ(config.verbosity, 2);
+  EXPECT_FALSE(config.enable_shm);
 }
 
 TEST(VmdConfig, RejectsBadArguments) {
