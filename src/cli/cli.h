@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -29,6 +30,9 @@ using Args = std::vector<std::string>;
 // "1234" -> 1234; anything else throws UsageError naming the text.
 pid_t parse_pid(std::string_view text);
 bool wants_help(const Args& args);
+
+// The login name of `uid`, or the number when it has none (emp ls, emp top).
+std::string user_name(uint64_t uid);
 
 int run_command(const Args& args);     // emp run
 int ls_command(const Args& args);      // emp ls

@@ -170,12 +170,11 @@ std::string gather() {
 void on_signal(int) { g_stop = 1; }
 
 int serve(const std::string& where) {
-  size_t colon = where.rfind(':');
-  if (colon == std::string::npos || colon == 0) throw UsageError("--listen: expected ADDR:PORT, got '" + where + "'");
-  std::string address = where.substr(0, colon);
-  if (address.size() >= 2 && address.front() == '[' && address.back() == ']') address = address.substr(1, address.size() - 2);
+  std::string address, port_text;
+  if (!net::split_host_port(where, &address, &port_text) || address.empty())
+    throw UsageError("--listen: expected ADDR:PORT, got '" + where + "'");
   char* end = nullptr;
-  long port = std::strtol(where.c_str() + colon + 1, &end, 10);
+  long port = std::strtol(port_text.c_str(), &end, 10);
   if (!end || *end || port < 1 || port > 65535) throw UsageError("--listen: bad port in '" + where + "'");
   UniqueFd listener = net::tcp_listen(address, static_cast<uint16_t>(port));
   struct sigaction action {};

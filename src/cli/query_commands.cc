@@ -16,6 +16,12 @@
 #include "control/socket_location.h"
 
 namespace emp::cli {
+
+std::string user_name(uint64_t uid) {
+  if (struct passwd* pw = ::getpwuid(static_cast<uid_t>(uid))) return pw->pw_name;
+  return std::to_string(uid);
+}
+
 namespace {
 
 using control::ControlClient;
@@ -23,11 +29,6 @@ using control::ControlClientError;
 using control::JsonValue;
 
 volatile sig_atomic_t g_interrupted = 0;
-
-std::string user_name(uint64_t uid) {
-  if (struct passwd* pw = ::getpwuid(static_cast<uid_t>(uid))) return pw->pw_name;
-  return std::to_string(uid);
-}
 
 std::string size_text(uint64_t bytes) { return format_size(bytes); }
 

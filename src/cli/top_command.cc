@@ -6,7 +6,6 @@
 // restoring the terminal; with --plain, or when stdout is not a terminal, it prints one
 // table per interval (for pipes and logs), --iterations times or until interrupted.
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <termios.h>
 #include <time.h>
@@ -91,11 +90,6 @@ double interval_quantile_us(const Counters& now, const Counters& before, double 
   return static_cast<double>(delta.percentile_ns(q)) / 1e3;
 }
 
-std::string user_of(uint64_t uid) {
-  if (struct passwd* pw = ::getpwuid(static_cast<uid_t>(uid))) return pw->pw_name;
-  return std::to_string(uid);
-}
-
 // The worst health among the process's second-tier elements, with how many there are.
 std::string health_of(const JsonValue& stats) {
   const JsonValue* tiers = stats.find("tiers");
@@ -136,7 +130,7 @@ class Top {
       Counters c = counters_of(process, now);
       Row row;
       row.pid = process.pid;
-      row.user = user_of(process.info.u64("uid"));
+      row.user = user_name(process.info.u64("uid"));
       row.program = process.info.str("program", "?");
       row.resident = process.stats.u64("resident_bytes");
       row.budget = process.stats.u64("budget_bytes");

@@ -145,6 +145,14 @@ class Engine {
   template <typename Change>
   Status for_each_cut(void* start, size_t length, Change&& change) noexcept;
   Status split_out(const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end);
+  // The parts of `region` before and after [cut_start, cut_end), with its block sizes and
+  // ownership (their blocks Empty). Throws std::bad_alloc or std::system_error.
+  static std::vector<std::shared_ptr<Region>> pieces_outside(const Region& region, uintptr_t cut_start,
+                                                             uintptr_t cut_end);
+  // `region`'s second-tier reservation becomes the pieces' (what replaces it in the table);
+  // `after` names the operation in the over-commit warning.
+  void hand_over_reservation(const Region& region, const std::vector<std::shared_ptr<Region>>& pieces,
+                             const char* after) noexcept;
   bool bring_in(Region& region, size_t index, uint32_t* word) noexcept;
   void drop_copy(Region& region, size_t index, uint32_t* word) noexcept;
   void free_slot(Region& region, size_t index, uint32_t* word) noexcept;

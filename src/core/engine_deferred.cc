@@ -88,13 +88,7 @@ std::optional<Result<void*>> Engine::remap_deferred(void* old_address, size_t ol
     uint64_t growth = new_size > old_size ? new_size - old_size : 0;
     if (growth && !budget_.try_charge_below(growth, budget_.low_watermark(evictor_.min_headroom()))) return std::nullopt;
     // Built before anything changes (they may throw): the parts of the region that stay.
-    std::vector<std::shared_ptr<Region>> pieces;
-    if (old_start > region->base())
-      pieces.push_back(std::make_shared<Region>(region->base(), old_start - region->base(), region->block_size(),
-                                                region->subblock_size(), region->owns_memory()));
-    if (old_end < region->end())
-      pieces.push_back(std::make_shared<Region>(old_end, region->end() - old_end, region->block_size(),
-                                                region->subblock_size(), region->owns_memory()));
+    std::vector<std::shared_ptr<Region>> pieces = pieces_outside(*region, old_start, old_end);
     for (size_t k = 0; k < region->block_count(); ++k) (void)region->block(k).acquire();
     auto release_all = [&] {
       for (size_t k = 0; k < region->block_count(); ++k) region->block(k).release(region->block(k).load());
@@ -120,13 +114,8 @@ std::optional<Result<void*>> Engine::remap_deferred(void* old_address, size_t ol
       for (const auto& piece : pieces) piece->mark_may_be_unreadable();
       moved_region->mark_may_be_unreadable();
     }
-    pool_->unreserve(region->reserved_pool_bytes());
     pieces.push_back(moved_region);
-    for (const auto& piece : pieces) {
-      if (!region->reserved_pool_bytes()) piece->set_unreserved();
-      if (Status status = pool_->reserve(piece->reserved_pool_bytes()); !status)
-        EMP_WARN("engine", "after mremap: %s (the pool is over-committed)", status.to_string().c_str());
-    }
+    hand_over_reservation(*region, pieces, "mremap");
     if (new_size < old_size) budget_.uncharge(old_size - new_size);
     deferred_bytes_.fetch_add(new_size, std::memory_order_relaxed);
     deferred_bytes_.fetch_sub(old_size, std::memory_order_relaxed);

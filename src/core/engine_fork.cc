@@ -54,6 +54,7 @@ std::unique_ptr<Engine> Engine::continue_in_child(std::unique_ptr<tier::Pool> po
   config.budget_bytes = budget_.budget();
   config.pool = std::move(pool);
   config.uffd = uffd_options_;
+  config.drop_method = pager_.drop_method();  // the same kernel: no second probe per fork
   os::Userfaultfd uffd = os::Userfaultfd::open(config.uffd);
   std::unique_ptr<Engine> child(new Engine(std::move(config), std::move(uffd)));
   // Fault threads first: once a range is registered, anything that touches it (glibc

@@ -128,15 +128,31 @@ Status Engine::forget_range(void* start, size_t length) noexcept {
   });
 }
 
+std::vector<std::shared_ptr<Region>> Engine::pieces_outside(const Region& region, uintptr_t cut_start,
+                                                            uintptr_t cut_end) {
+  std::vector<std::shared_ptr<Region>> pieces;
+  if (cut_start > region.base())
+    pieces.push_back(std::make_shared<Region>(region.base(), cut_start - region.base(), region.block_size(),
+                                              region.subblock_size(), region.owns_memory()));
+  if (cut_end < region.end())
+    pieces.push_back(std::make_shared<Region>(cut_end, region.end() - cut_end, region.block_size(),
+                                              region.subblock_size(), region.owns_memory()));
+  return pieces;
+}
+
+void Engine::hand_over_reservation(const Region& region, const std::vector<std::shared_ptr<Region>>& pieces,
+                                   const char* after) noexcept {
+  pool_->unreserve(region.reserved_pool_bytes());
+  for (const auto& piece : pieces) {
+    if (!region.reserved_pool_bytes()) piece->set_unreserved();
+    if (Status status = pool_->reserve(piece->reserved_pool_bytes()); !status)
+      EMP_WARN("engine", "after %s: %s (the pool is over-committed)", after, status.to_string().c_str());
+  }
+}
+
 Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_start, uintptr_t cut_end) {
   // The pieces first: building them may throw, and nothing has changed yet.
-  std::vector<std::shared_ptr<Region>> pieces;
-  if (cut_start > region->base())
-    pieces.push_back(std::make_shared<Region>(region->base(), cut_start - region->base(), region->block_size(),
-                                              region->subblock_size(), region->owns_memory()));
-  if (cut_end < region->end())
-    pieces.push_back(std::make_shared<Region>(cut_end, region->end() - cut_end, region->block_size(),
-                                              region->subblock_size(), region->owns_memory()));
+  std::vector<std::shared_ptr<Region>> pieces = pieces_outside(*region, cut_start, cut_end);
   std::vector<uint32_t> words(region->block_count());
   for (size_t i = 0; i < words.size(); ++i) words[i] = region->block(i).acquire();
   auto release_all = [&] {
@@ -187,12 +203,7 @@ Status Engine::split_out(const std::shared_ptr<Region>& region, uintptr_t cut_st
     budget_.uncharge(region->length() - kept);
     deferred_bytes_.fetch_sub(region->length() - kept, std::memory_order_relaxed);
   }
-  pool_->unreserve(region->reserved_pool_bytes());
-  for (const auto& piece : pieces) {
-    if (!region->reserved_pool_bytes()) piece->set_unreserved();
-    if (Status status = pool_->reserve(piece->reserved_pool_bytes()); !status)
-      EMP_WARN("engine", "after a partial munmap: %s (the pool is over-committed)", status.to_string().c_str());
-  }
+  hand_over_reservation(*region, pieces, "a partial munmap");
   region->disown();  // the pieces own (or not) the memory that is left
   regions_.replace(region, pieces);
   region->retire();

@@ -33,13 +33,7 @@ class FrameBudget {
   // deferred region, which must leave the evictor's headroom free).
   // Not counted as demand (charged_total): a mapping is not a fault.
   bool try_charge_below(uint64_t bytes, uint64_t limit) noexcept {
-    limit = std::min(limit, budget());
-    uint64_t current = resident_.load(std::memory_order_relaxed);
-    do {
-      if (current + bytes > limit) return false;
-    } while (!resident_.compare_exchange_weak(current, current + bytes, std::memory_order_relaxed));
-    note_peak(current + bytes);
-    return true;
+    return charge_within(bytes, std::min(limit, budget()), /*as_demand=*/false);
   }
   // Replaces a charge of `from` bytes by one of `to` bytes (a deferred region taken over:
   // its length by what the kernel populated), not counted as demand.
@@ -95,12 +89,13 @@ class FrameBudget {
   uint64_t high_watermark(uint64_t min_headroom) const noexcept { return budget() - headroom(min_headroom) / 2; }
 
  private:
-  bool charge_within(uint64_t bytes, uint64_t limit) noexcept {
+  // `as_demand`: a fault's charge, counted in charged_total (the evictor's demand rate).
+  bool charge_within(uint64_t bytes, uint64_t limit, bool as_demand = true) noexcept {
     uint64_t current = resident_.load(std::memory_order_relaxed);
     do {
       if (current + bytes > limit) return false;
     } while (!resident_.compare_exchange_weak(current, current + bytes, std::memory_order_relaxed));
-    charged_total_.fetch_add(bytes, std::memory_order_relaxed);
+    if (as_demand) charged_total_.fetch_add(bytes, std::memory_order_relaxed);
     note_peak(current + bytes);
     return true;
   }

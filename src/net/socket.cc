@@ -74,6 +74,16 @@ UniqueFd tcp_connect(const std::string& host, uint16_t port, Deadline deadline, 
   return UniqueFd();
 }
 
+bool split_host_port(const std::string& text, std::string* address, std::string* port) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  *address = text.substr(0, colon);
+  if (address->size() >= 2 && address->front() == '[' && address->back() == ']')
+    *address = address->substr(1, address->size() - 2);
+  *port = text.substr(colon + 1);
+  return true;
+}
+
 UniqueFd tcp_listen(const std::string& address, uint16_t port, int backlog) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

@@ -28,6 +28,9 @@ int remaining_ms(Deadline deadline) noexcept;  // >= 0
 UniqueFd tcp_connect(const std::string& host, uint16_t port, Deadline deadline, std::string* error);
 // Listens on address:port (address "" = any IPv4/IPv6); port 0 picks one. Throws.
 UniqueFd tcp_listen(const std::string& address, uint16_t port, int backlog = 64);
+// Splits "ADDR:PORT" at its last colon into the address (brackets of an IPv6 address
+// removed) and the port's text, which the caller checks; false when there is no colon.
+bool split_host_port(const std::string& text, std::string* address, std::string* port);
 uint16_t local_port(int fd) noexcept;
 // The numeric peer address of a connected socket ("127.0.0.1", "::1").
 std::string peer_address(int fd);

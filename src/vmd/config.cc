@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "net/socket.h"
+
 namespace emp::vmd {
 namespace {
 
@@ -88,12 +90,10 @@ VmdConfig parse_vmd_args(const std::vector<std::string>& args) {
   config.idle_timeout = std::chrono::seconds(idle);
   config.enable_shm = !no_shm;
   if (!metrics.empty()) {
-    size_t colon = metrics.rfind(':');
-    if (colon == std::string::npos) throw UsageError("--metrics: expected ADDR:PORT, got '" + metrics + "'");
-    config.metrics_address = metrics.substr(0, colon);
-    if (config.metrics_address.size() >= 2 && config.metrics_address.front() == '[')
-      config.metrics_address = config.metrics_address.substr(1, config.metrics_address.size() - 2);
-    config.metrics_port = static_cast<uint16_t>(parse_number("--metrics port", metrics.substr(colon + 1), 1, 65535));
+    std::string port_text;
+    if (!net::split_host_port(metrics, &config.metrics_address, &port_text))
+      throw UsageError("--metrics: expected ADDR:PORT, got '" + metrics + "'");
+    config.metrics_port = static_cast<uint16_t>(parse_number("--metrics port", port_text, 1, 65535));
   }
   return config;
 }
